@@ -1,0 +1,272 @@
+"""The one-layer transformer of the paper's experiments (spec section 3, [E]).
+
+One-hot, fixed embeddings in ``R^d`` (``d ≥ 2N``): ``E(k) = e_k``, ``Ẽ(k) = e_{N+k}``.
+The input at position ``h`` carries the token and its predecessor,
+``x_h = E(z_h) + Ẽ(z_{h-1})`` (``x_1 = E(z_1)``). Only the last position is read:
+
+    s_h = x_H^T W x_h,      a = σ(s),      A = Σ_h a_h x_h,
+    ξ_A = U V A,            ξ_F = U F (x_H + κ A),      ξ = ξ_A + ξ_F,
+
+with ``U = E^T`` (reads coordinates ``0 … N-1``) and ``σ`` linear, ReLU or softmax.
+
+Two forward paths compute the same function:
+
+* the **dense reference** builds the ``[B, H, d]`` inputs and multiplies matrices, as the
+  equations read;
+* the **structured fast path** (default) uses that every ``x_h`` has at most two
+  non-zero coordinates: ``s_h = r[z_h] + r[N + z_{h-1}]`` with ``r = x_H^T W`` (two rows of
+  ``W`` gathered), and ``A`` is a scatter-add of ``a_h`` into those two coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .task import RecallTask
+
+__all__ = ["ATTENTIONS", "FAMILIES", "Logits", "OneLayerTransformer", "embed"]
+
+ATTENTIONS = ("linear", "relu", "softmax")
+FAMILIES = ("origin", "reparam", "reparam_w")
+
+
+class Logits(NamedTuple):
+    """The three logit tensors of the model, each ``[B, N]``: ``ξ = ξ_A + ξ_F``."""
+
+    xi: torch.Tensor
+    xi_A: torch.Tensor
+    xi_F: torch.Tensor
+
+
+def check_attention(attention: str) -> str:
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    return attention
+
+
+def check_kappa(kappa: int) -> int:
+    if kappa not in (0, 1) or isinstance(kappa, bool):
+        raise ValueError(f"kappa must be 0 or 1, got {kappa!r}")
+    return int(kappa)
+
+
+def check_d_model(task: RecallTask, d_model: int) -> int:
+    if isinstance(d_model, bool) or not isinstance(d_model, int):
+        raise ValueError(f"d_model must be an integer, got {d_model!r}")
+    if d_model < 2 * task.vocab_size:
+        raise ValueError(
+            f"d_model must be >= 2 * vocab_size = {2 * task.vocab_size} (room for E and Ẽ), "
+            f"got {d_model}"
+        )
+    return d_model
+
+
+def resolve_gamma(task: RecallTask, gamma: float | None, alpha_hat: float | None) -> float:
+    """``γ = log(α/(1-α))`` of the task, a given ``gamma``, or the plug-in ``log(α̂/(1-α̂))``."""
+    if gamma is not None and alpha_hat is not None:
+        raise ValueError("pass gamma or alpha_hat, not both")
+    if alpha_hat is not None:
+        a = float(alpha_hat)
+        if not 0.0 < a < 1.0:
+            raise ValueError(f"alpha_hat must lie in (0, 1), got {alpha_hat}")
+        return math.log(a / (1.0 - a))
+    if gamma is not None:
+        g = float(gamma)
+        if not math.isfinite(g):
+            raise ValueError(f"gamma must be a finite number, got {gamma}")
+        return g
+    if task.noisy:
+        return math.log(task.alpha / (1.0 - task.alpha))
+    return 0.0
+
+
+def embed(
+    task: RecallTask, tokens: torch.Tensor, d_model: int, dtype=torch.float32
+) -> torch.Tensor:
+    """Dense inputs ``X[b, h] = E(z_h) + Ẽ(z_{h-1})``, shape ``[B, H, d]`` (reference path)."""
+    N = task.vocab_size
+    X = torch.nn.functional.one_hot(tokens, d_model).to(dtype)
+    X[:, 1:] += torch.nn.functional.one_hot(tokens[:, :-1] + N, d_model).to(dtype)
+    return X
+
+
+def activate(s: torch.Tensor, attention: str) -> torch.Tensor:
+    """``σ(s)`` over the positions (last dimension).
+
+    ReLU is not differentiable at 0, and from the zero initialisation *every* score is
+    exactly 0. We take the subgradient ``σ'(0) = 1`` (``clamp``); ``torch.relu`` takes
+    ``σ'(0) = 0``, and a ReLU model started at zero would then never move its attention.
+    """
+    if attention == "linear":
+        return s
+    if attention == "relu":
+        return s.clamp(min=0)
+    return torch.softmax(s, dim=-1)
+
+
+class OneLayerTransformer(nn.Module):
+    """One-layer transformer ``ξ = U V A + U F (x_H + κ A)`` of spec section 3.
+
+    Parameters
+    ----------
+    task : RecallTask
+        Fixes ``N``, the trigger ``q``, the noise token ``τ`` and ``α``.
+    attention : {"linear", "relu", "softmax"}
+        The activation ``σ`` of the scores.
+    family : {"origin", "reparam", "reparam_w"}
+        ``origin``: ``F, V, W`` trainable. ``reparam``: only ``Λ`` (noisy, attribute
+        ``Lambda``) or ``λ ∈ R^{|Q|}`` (noiseless, ``lambdas``), the rest as in the
+        construction (:func:`icl.construct.construction_matrices`). ``reparam_w``: ``W``
+        trainable, ``V = I``, ``F`` of the construction (noisy) or ``0`` (noiseless).
+    kappa : {0, 1}
+        ``κ``: whether the feed-forward path also reads the attention output.
+    d_model : int
+        ``d ≥ 2N`` (default 128).
+    gamma, alpha_hat : float, optional
+        ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
+
+    All trainable parameters start at zero.
+    """
+
+    def __init__(
+        self,
+        task: RecallTask,
+        attention: str = "linear",
+        family: str = "origin",
+        kappa: int = 1,
+        d_model: int = 128,
+        *,
+        gamma: float | None = None,
+        alpha_hat: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if not isinstance(task, RecallTask):
+            raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
+        self.task = task
+        self.attention = check_attention(attention)
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        self.family = family
+        self.kappa = check_kappa(kappa)
+        self.d_model = check_d_model(task, d_model)
+        self.gamma = resolve_gamma(task, gamma, alpha_hat)
+        d = self.d_model
+        if family == "origin":
+            self.F = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+            self.V = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+            self.W = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+        elif family == "reparam":
+            if task.noisy:
+                self.Lambda = nn.Parameter(torch.zeros((), dtype=dtype))
+            else:
+                self.lambdas = nn.Parameter(torch.zeros(task.n_triggers, dtype=dtype))
+        else:
+            self.W = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+
+    # ------------------------------------------------------------ parameters
+    def matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The effective ``(W, V, F)``, each ``d × d`` (differentiable in the parameters)."""
+        from .construct import construction_matrices
+
+        if self.family == "origin":
+            return self.W, self.V, self.F
+        if self.family == "reparam":
+            scale = self.Lambda if self.task.noisy else self.lambdas
+            return construction_matrices(
+                self.task,
+                scale,
+                attention=self.attention,
+                kappa=self.kappa,
+                gamma=self.gamma,
+                d_model=self.d_model,
+            )
+        dtype, d = self.W.dtype, self.d_model
+        _, _, F = construction_matrices(
+            self.task,
+            torch.ones((), dtype=dtype) if self.task.noisy else torch.ones(self.task.n_triggers),
+            attention="linear",
+            kappa=1,
+            gamma=self.gamma,
+            d_model=d,
+        )
+        return self.W, torch.eye(d, dtype=dtype), F.to(dtype)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def extra_repr(self) -> str:
+        return (
+            f"family={self.family!r}, attention={self.attention!r}, kappa={self.kappa}, "
+            f"d_model={self.d_model}, N={self.task.vocab_size}"
+        )
+
+    # --------------------------------------------------------------- forward
+    def forward(self, tokens: torch.Tensor, *, path: str = "fast") -> Logits:
+        """Logits ``(ξ, ξ_A, ξ_F)`` at the last position, each ``[B, N]``.
+
+        ``path="fast"`` (default) uses the structured computation; ``path="dense"`` the
+        reference one. They agree to rounding.
+        """
+        self.task.check_tokens(tokens)
+        tokens = tokens.long()
+        W, V, F = self.matrices()
+        if path == "fast":
+            return self._forward_fast(tokens, W, V, F)
+        if path == "dense":
+            return self._forward_dense(tokens, W, V, F)
+        raise ValueError(f"path must be 'fast' or 'dense', got {path!r}")
+
+    def scores(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention scores ``s`` and weights ``a = σ(s)``, each ``[B, H]``."""
+        self.task.check_tokens(tokens)
+        tokens = tokens.long()
+        W, _, _ = self.matrices()
+        s = self._scores_fast(tokens, W)
+        return s, activate(s, self.attention)
+
+    def _indices(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coordinates of ``E(z_h)`` and ``Ẽ(z_{h-1})``; ``d`` (a zero pad) where ``h = 1``."""
+        N, d = self.task.vocab_size, self.d_model
+        prev = torch.full_like(tokens, d)
+        prev[:, 1:] = tokens[:, :-1] + N
+        return tokens, prev
+
+    def _scores_fast(self, tokens: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        cur, prev = self._indices(tokens)
+        # r = x_H^T W: the sum of the rows of W at the two coordinates of x_H
+        r = W[cur[:, -1]] + W[prev[:, -1]] if tokens.shape[1] > 1 else W[cur[:, -1]]
+        r = torch.cat([r, r.new_zeros(r.shape[0], 1)], dim=1)  # pad column d reads as 0
+        return r.gather(1, cur) + r.gather(1, prev)
+
+    def _forward_fast(self, tokens, W, V, F) -> Logits:
+        N, d = self.task.vocab_size, self.d_model
+        cur, prev = self._indices(tokens)
+        s = self._scores_fast(tokens, W)
+        a = activate(s, self.attention)
+        A = a.new_zeros(a.shape[0], d + 1)
+        A = A.scatter_add(1, cur, a).scatter_add(1, prev, a)[:, :d]
+        xi_A = A @ V[:N].T
+        # U F x_H: two columns of F, rows 0 … N-1
+        FU = F[:N]
+        xi_F = FU.T[cur[:, -1]] + FU.T[prev[:, -1]]
+        if self.kappa:
+            xi_F = xi_F + A @ FU.T
+        return Logits(xi_A + xi_F, xi_A, xi_F)
+
+    def _forward_dense(self, tokens, W, V, F) -> Logits:
+        N = self.task.vocab_size
+        X = embed(self.task, tokens, self.d_model, dtype=W.dtype)  # [B, H, d]
+        xH = X[:, -1]  # [B, d]
+        s = torch.einsum("bd,de,bhe->bh", xH, W, X)
+        a = activate(s, self.attention)
+        A = torch.einsum("bh,bhd->bd", a, X)
+        U = torch.eye(self.d_model, dtype=W.dtype)[:N]  # U = E^T
+        xi_A = A @ (U @ V).T
+        xi_F = (xH + self.kappa * A) @ (U @ F).T
+        return Logits(xi_A + xi_F, xi_A, xi_F)

@@ -1,0 +1,114 @@
+"""Fitting convergence rates (spec section 5.2, [D]).
+
+A linear (geometric) rate means ``L_t - H_b(α) ≈ C e^{-c t}``: a straight line of slope
+``-c`` when the excess risk is drawn on a log scale against the step. :func:`fit_rate`
+fits that slope by least squares over a window and reports its standard error, so a
+notebook can assert that the measured slope agrees with the predicted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RateFit", "fit_rate", "predicted_slope"]
+
+
+@dataclass(frozen=True)
+class RateFit:
+    """Least-squares fit ``log(excess) ≈ intercept + slope · t`` over ``n`` points."""
+
+    slope: float
+    stderr: float
+    intercept: float
+    n: int
+    t_min: float
+    t_max: float
+
+    def z_score(self, predicted: float) -> float:
+        """``(slope - predicted) / stderr`` (``inf`` when the fit is exact and differs)."""
+        diff = self.slope - predicted
+        if self.stderr == 0:
+            return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+        return diff / self.stderr
+
+    def agrees_with(self, predicted: float, n_sigma: float = 3.0, rel_tol: float = 0.0) -> bool:
+        """``|slope - predicted| ≤ n_sigma · stderr + rel_tol · |predicted|``."""
+        return abs(self.slope - predicted) <= n_sigma * self.stderr + rel_tol * abs(predicted)
+
+    def line(self, t) -> np.ndarray:
+        """The fitted excess ``exp(intercept + slope t)``."""
+        return np.exp(self.intercept + self.slope * np.asarray(t, dtype=np.float64))
+
+
+def fit_rate(
+    steps,
+    losses,
+    bayes: float,
+    *,
+    window: tuple[float, float] | None = None,
+    min_excess: float = 1e-7,
+) -> RateFit:
+    """Fit the slope of ``log(loss - bayes)`` against the step.
+
+    Parameters
+    ----------
+    steps, losses
+        Matching 1-D sequences (e.g. ``History.steps`` and ``History.array("loss")``).
+    bayes
+        The Bayes risk ``H_b(α)`` to subtract.
+    window
+        ``(t_min, t_max)``: only steps in this closed range are used (default: all).
+    min_excess
+        Points whose excess is below this are dropped: they sit at the floating-point
+        resolution of the loss, where the logarithm is noise.
+    """
+    t = np.asarray(steps, dtype=np.float64)
+    y = np.asarray(losses, dtype=np.float64)
+    if t.ndim != 1 or t.shape != y.shape:
+        raise ValueError(
+            f"steps and losses must be 1-D of equal length, got {t.shape} and {y.shape}"
+        )
+    if not min_excess > 0:
+        raise ValueError(f"min_excess must be positive, got {min_excess}")
+    keep = (y - bayes) > min_excess
+    if window is not None:
+        lo, hi = window
+        if not lo < hi:
+            raise ValueError(f"window must be (t_min, t_max) with t_min < t_max, got {window}")
+        keep &= (t >= lo) & (t <= hi)
+    if keep.sum() < 3:
+        raise ValueError(
+            f"need at least 3 points with excess > {min_excess} in the window to fit a rate, "
+            f"got {int(keep.sum())}"
+        )
+    tt, ly = t[keep], np.log(y[keep] - bayes)
+    A = np.stack([np.ones_like(tt), tt], axis=1)
+    coef, *_ = np.linalg.lstsq(A, ly, rcond=None)
+    resid = ly - A @ coef
+    n = len(tt)
+    sigma2 = float(resid @ resid) / (n - 2)
+    cov = sigma2 * np.linalg.inv(A.T @ A)
+    return RateFit(
+        slope=float(coef[1]),
+        stderr=float(math.sqrt(max(cov[1, 1], 0.0))),
+        intercept=float(coef[0]),
+        n=n,
+        t_min=float(tt.min()),
+        t_max=float(tt.max()),
+    )
+
+
+def predicted_slope(lr: float, *, noisy: bool, n_triggers: int = 1) -> float:
+    """The book's predicted slope of ``log(excess)`` per step under normalised GD.
+
+    Noisy: ``Λ_t = η t`` so the slope is ``-η``. Noiseless with ``|Q|`` balanced triggers:
+    ``λ_k(t) = η t / √|Q|``, slope ``-η/√|Q|``.
+    """
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if n_triggers < 1:
+        raise ValueError(f"n_triggers must be >= 1, got {n_triggers}")
+    return -lr if noisy else -lr / math.sqrt(n_triggers)

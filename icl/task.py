@@ -1,0 +1,408 @@
+"""The in-context recall task (spec section 1, the authors' protocol [E]).
+
+Vocabulary ``{0, …, N-1}`` with roles
+
+========================  ==========================================  ============
+role                      tokens                                      default
+========================  ==========================================  ============
+triggers ``Q``            ``0 … |Q|-1``                               0…4
+training outputs ``O``    ``|Q| … |Q|+|O|-1``                         5…8
+OOD outputs               ``|Q|+|O| … N-2``                           9…58
+noise token ``τ``         ``N-1``                                     59
+filler                    uniform on ``|Q| … N-2``                    5…58
+========================  ==========================================  ============
+
+A sequence ``z_1 … z_H`` ends with the trigger ``q``; one ``(q, y)`` pair is planted at a
+uniform position ``p`` with ``p + 1 ≤ H - 1``; in the noisy task (``α > 0``, single
+trigger ``q = 0``) a ``(q, τ)`` pair is planted at ``p'`` with ``|p' - p| ≥ 2`` and the
+target is ``τ`` with probability ``α``, else ``y``.
+
+Positions in code are 0-based: the spec's ``p`` is ``pair_pos + 1``.
+Sampling is vectorised over the batch: no Python loop over sequences or positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["RecallBatch", "RecallTask", "make_generator", "sample_sequences"]
+
+
+def make_generator(
+    seed: int | None = None, generator: torch.Generator | None = None
+) -> torch.Generator:
+    """Return ``generator`` if given, else a fresh CPU generator seeded with ``seed`` (default 0).
+
+    Every random function of :mod:`icl` goes through this helper: there is no global
+    random state.
+    """
+    if generator is not None:
+        if seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        return generator
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    g = torch.Generator()
+    g.manual_seed(0 if seed is None else seed)
+    return g
+
+
+@dataclass(frozen=True)
+class RecallBatch:
+    """A batch of sequences of the recall task.
+
+    Attributes
+    ----------
+    tokens : LongTensor ``[B, H]``
+        ``z_1 … z_H``; the last column is the trigger ``q``.
+    targets : LongTensor ``[B]``
+        ``z_{H+1}``: ``τ`` with probability ``α``, else ``y``.
+    outputs : LongTensor ``[B]``
+        The clean output ``y`` (the token after ``q`` in the planted pair).
+    pair_pos : LongTensor ``[B]``
+        0-based index of the ``q`` of the ``(q, y)`` pair (``-1`` where no pair was
+        planted, possible only with ``plant_prob < 1``).
+    noise_pos : LongTensor ``[B]``
+        0-based index of the ``q`` of the ``(q, τ)`` pair, ``-1`` in the noiseless task.
+    """
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    outputs: torch.Tensor
+    pair_pos: torch.Tensor
+    noise_pos: torch.Tensor
+
+    @property
+    def triggers(self) -> torch.Tensor:
+        """The trigger ``q`` of each sequence (its last token), ``[B]``."""
+        return self.tokens[:, -1]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.tokens.shape[1])
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def __getitem__(self, index) -> RecallBatch:
+        """Sub-batch (a slice, an index tensor or a boolean mask over sequences)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return RecallBatch(
+            tokens=self.tokens[index],
+            targets=self.targets[index],
+            outputs=self.outputs[index],
+            pair_pos=self.pair_pos[index],
+            noise_pos=self.noise_pos[index],
+        )
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class RecallTask:
+    """The in-context recall task of the paper's experiments (spec section 1).
+
+    Parameters
+    ----------
+    vocab_size : int
+        ``N``, the vocabulary size (default 60).
+    n_triggers : int
+        ``|Q|`` (default 5). In the noisy task only ``q = 0`` is used.
+    n_outputs : int
+        ``|O|``, the number of training outputs (default 4).
+    seq_len : int
+        ``H``, the context length (default 256; at least 4, at least 6 when noisy).
+    alpha : float
+        ``α ∈ [0, 1)``, the probability that the target is the noise token ``τ``.
+    """
+
+    vocab_size: int = 60
+    n_triggers: int = 5
+    n_outputs: int = 4
+    seq_len: int = 256
+    alpha: float = 0.0
+    _filler_low: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        N = _check_int("vocab_size", self.vocab_size, 1)
+        nq = _check_int("n_triggers", self.n_triggers, 1)
+        no = _check_int("n_outputs", self.n_outputs, 1)
+        _check_int("seq_len", self.seq_len, 4)
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool):
+            raise ValueError(f"alpha must be a float in [0, 1), got {self.alpha!r}")
+        if not (0.0 <= float(self.alpha) < 1.0):
+            raise ValueError(f"alpha must lie in [0, 1), got {self.alpha}")
+        if N < nq + no + 2:
+            raise ValueError(
+                f"vocab_size={N} is too small for the roles: it needs |Q| + |O| + 2 = "
+                f"{nq + no + 2} tokens (triggers, training outputs, at least one OOD "
+                "output, the noise token)"
+            )
+        if self.alpha > 0 and self.seq_len < 6:
+            raise ValueError(
+                f"seq_len={self.seq_len} is too short for the noisy task (alpha > 0): two "
+                "non-overlapping pairs before the last token need seq_len >= 6"
+            )
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "_filler_low", nq)
+
+    # ------------------------------------------------------------------ roles
+    @property
+    def noisy(self) -> bool:
+        """``True`` when ``α > 0`` (single trigger, planted ``(q, τ)`` pair)."""
+        return self.alpha > 0
+
+    @property
+    def triggers(self) -> torch.Tensor:
+        """``Q = {0, …, |Q|-1}``."""
+        return torch.arange(self.n_triggers)
+
+    @property
+    def active_triggers(self) -> torch.Tensor:
+        """The triggers that occur: all of ``Q`` when noiseless, ``{0}`` when noisy."""
+        return torch.arange(1) if self.noisy else self.triggers
+
+    @property
+    def outputs(self) -> torch.Tensor:
+        """Training outputs ``O = {|Q|, …, |Q|+|O|-1}``."""
+        return torch.arange(self.n_triggers, self.n_triggers + self.n_outputs)
+
+    @property
+    def ood_outputs(self) -> torch.Tensor:
+        """Outputs never seen as outputs in training: ``{|Q|+|O|, …, N-2}``."""
+        return torch.arange(self.n_triggers + self.n_outputs, self.vocab_size - 1)
+
+    @property
+    def noise_token(self) -> int:
+        """``τ = N - 1``."""
+        return self.vocab_size - 1
+
+    @property
+    def filler(self) -> torch.Tensor:
+        """The filler support ``{|Q|, …, N-2}`` (outputs included; no trigger, no ``τ``)."""
+        return torch.arange(self.n_triggers, self.vocab_size - 1)
+
+    def roles(self) -> dict[str, list[int]]:
+        """Token roles as plain lists (for tables and plots)."""
+        return {
+            "triggers": self.triggers.tolist(),
+            "outputs": self.outputs.tolist(),
+            "ood_outputs": self.ood_outputs.tolist(),
+            "noise_token": [self.noise_token],
+            "filler": self.filler.tolist(),
+        }
+
+    def replace(self, **changes) -> RecallTask:
+        """A copy with some fields changed (validated again)."""
+        kwargs = {
+            "vocab_size": self.vocab_size,
+            "n_triggers": self.n_triggers,
+            "n_outputs": self.n_outputs,
+            "seq_len": self.seq_len,
+            "alpha": self.alpha,
+        }
+        kwargs.update(changes)
+        return RecallTask(**kwargs)
+
+    # --------------------------------------------------------------- sampling
+    def sample(
+        self,
+        batch_size: int,
+        *,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        ood: bool = False,
+    ) -> RecallBatch:
+        """Draw ``batch_size`` sequences following spec section 1 to the letter.
+
+        ``ood=True`` draws the clean output ``y`` from the OOD outputs instead of ``O``.
+        Pass a ``seed`` (an int) or a ``torch.Generator``; the same seed gives the same
+        batch.
+        """
+        return sample_sequences(self, batch_size, seed=seed, generator=generator, ood=ood)
+
+    def check_tokens(self, tokens: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``."""
+        if not isinstance(tokens, torch.Tensor):
+            raise ValueError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must have shape [B, H], got shape {tuple(tokens.shape)}")
+        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+            raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+        if tokens.shape[1] < 2:
+            raise ValueError(f"tokens must have at least 2 positions, got H={tokens.shape[1]}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(
+                f"token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
+                f"{self.vocab_size}, got range [{int(tokens.min())}, {int(tokens.max())}]"
+            )
+
+
+def _free_starts(occupied: torch.Tensor) -> torch.Tensor:
+    """Allowed start positions ``j`` of a new pair: ``j, j+1 ≤ H-2`` both unoccupied."""
+    H = occupied.shape[1]
+    free = ~occupied[:, : H - 1]
+    return free[:, :-1] & free[:, 1:]  # [B, H-2]: starts 0 … H-3
+
+
+def _draw_start(allowed: torch.Tensor, g: torch.Generator, what: str) -> torch.Tensor:
+    """One uniform allowed start per row (rows with no allowed start raise)."""
+    weights = allowed.to(torch.float64)
+    if bool((weights.sum(1) == 0).any()):
+        raise ValueError(f"seq_len too short to place {what} without overlap")
+    return torch.multinomial(weights, 1, generator=g).squeeze(1)
+
+
+def sample_sequences(
+    task: RecallTask,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    ood: bool = False,
+    alpha: float | None = None,
+    filler_probs: torch.Tensor | None = None,
+    pair_position: str | int = "uniform",
+    n_distractors: int = 0,
+    plant_prob: float = 1.0,
+    seq_len: int | None = None,
+) -> RecallBatch:
+    """The sampler behind :meth:`RecallTask.sample`, with the knobs of the shift tests.
+
+    With the defaults it follows spec section 1 exactly. The extra keywords build the
+    book's own variants (spec section 6, [D]):
+
+    alpha
+        the test-time noise level (the task's ``α`` when ``None``); needs a noisy task.
+    filler_probs
+        a length-``N`` probability vector for the filler (zero outside ``{|Q|…N-2}``).
+    pair_position
+        ``"uniform"`` (default), ``"start"`` (``p = 1``), ``"end"`` (``p = H-2``: the
+        pair right before the last token), or a 0-based int.
+    n_distractors
+        extra ``(q', x)`` pairs with ``q'`` a trigger other than ``q`` and ``x`` a
+        filler token, placed without overlap.
+    plant_prob
+        probability ``ρ`` that the ``(q, y)`` pair is planted at all.
+    seq_len
+        another context length ``H`` (the task's when ``None``).
+    """
+    B = _check_int("batch_size", batch_size, 1)
+    H = task.seq_len if seq_len is None else _check_int("seq_len", seq_len, 4)
+    N = task.vocab_size
+    g = make_generator(seed, generator)
+    a = task.alpha if alpha is None else float(alpha)
+    if alpha is not None:
+        if not task.noisy:
+            raise ValueError("a test-time alpha needs a noisy task (alpha > 0 at training)")
+        if not 0.0 <= a < 1.0:
+            raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
+    if task.noisy and H < 6:
+        raise ValueError(f"seq_len={H} is too short for the noisy task: need seq_len >= 6")
+    if not 0.0 <= plant_prob <= 1.0:
+        raise ValueError(f"plant_prob must lie in [0, 1], got {plant_prob}")
+    n_distractors = _check_int("n_distractors", n_distractors, 0)
+    if n_distractors and task.n_triggers < 2:
+        raise ValueError("distractor pairs need at least two triggers (n_triggers >= 2)")
+
+    # 1. trigger
+    if task.noisy:
+        q = torch.zeros(B, dtype=torch.long)
+    else:
+        q = torch.randint(task.n_triggers, (B,), generator=g)
+    # 2. clean output
+    pool = task.ood_outputs if ood else task.outputs
+    y = pool[torch.randint(len(pool), (B,), generator=g)]
+    # 3. filler, then z_H = q
+    if filler_probs is None:
+        lo, hi = task.n_triggers, N - 1
+        tokens = torch.randint(lo, hi, (B, H), generator=g)
+    else:
+        probs = torch.as_tensor(filler_probs, dtype=torch.float64)
+        if probs.shape != (N,) or bool((probs < 0).any()) or float(probs.sum()) <= 0:
+            raise ValueError(f"filler_probs must be a non-negative vector of length {N}")
+        bad = torch.ones(N, dtype=torch.bool)
+        bad[task.filler] = False
+        if bool((probs[bad] > 0).any()):
+            raise ValueError("filler_probs must vanish on the triggers and the noise token")
+        tokens = torch.multinomial(probs / probs.sum(), B * H, replacement=True, generator=g)
+        tokens = tokens.view(B, H)
+    tokens[:, -1] = q
+    rows = torch.arange(B)
+
+    # 4. plant (q, y) at p (0-based start in 0 … H-3)
+    occupied = torch.zeros(B, H, dtype=torch.bool)
+    occupied[:, -1] = True
+    if pair_position == "uniform":
+        p = torch.randint(H - 2, (B,), generator=g)
+    elif pair_position == "start":
+        p = torch.zeros(B, dtype=torch.long)
+    elif pair_position == "end":
+        p = torch.full((B,), H - 3, dtype=torch.long)
+    elif isinstance(pair_position, int) and not isinstance(pair_position, bool):
+        if not 0 <= pair_position <= H - 3:
+            raise ValueError(f"pair_position must lie in [0, {H - 3}], got {pair_position}")
+        p = torch.full((B,), pair_position, dtype=torch.long)
+    else:
+        raise ValueError(
+            f"pair_position must be 'uniform', 'start', 'end' or an int, got {pair_position!r}"
+        )
+    if plant_prob < 1.0:
+        planted = torch.rand(B, generator=g) < plant_prob
+    else:
+        planted = torch.ones(B, dtype=torch.bool)
+    pr, pp = rows[planted], p[planted]
+    tokens[pr, pp] = q[planted]
+    tokens[pr, pp + 1] = y[planted]
+    occupied[pr, pp] = True
+    occupied[pr, pp + 1] = True
+    pair_pos = torch.where(planted, p, torch.full_like(p, -1))
+
+    # 5. noisy: plant (q, τ) at p' uniform over the starts with |p' - p| >= 2
+    noise_pos = torch.full((B,), -1, dtype=torch.long)
+    if task.noisy:
+        if plant_prob < 1.0:
+            # rows without the (q, y) pair: p' is uniform over all starts
+            allowed = _free_starts(occupied)
+        else:
+            starts = torch.arange(H - 2)
+            allowed = (starts[None, :] - p[:, None]).abs() >= 2
+        noise_pos = _draw_start(allowed, g, "the (q, tau) pair")
+        tokens[rows, noise_pos] = q
+        tokens[rows, noise_pos + 1] = task.noise_token
+        occupied[rows, noise_pos] = True
+        occupied[rows, noise_pos + 1] = True
+
+    # distractor pairs (q', x): q' a trigger other than q, x a filler token
+    for _ in range(n_distractors):
+        start = _draw_start(_free_starts(occupied), g, f"{n_distractors} distractor pairs")
+        shift = torch.randint(1, task.n_triggers, (B,), generator=g)
+        q_other = (q + shift) % task.n_triggers
+        x = task.filler[torch.randint(len(task.filler), (B,), generator=g)]
+        tokens[rows, start] = q_other
+        tokens[rows, start + 1] = x
+        occupied[rows, start] = True
+        occupied[rows, start + 1] = True
+
+    # 6. target
+    if a > 0:
+        flip = torch.rand(B, generator=g) < a
+        targets = torch.where(flip, torch.full_like(y, task.noise_token), y)
+    else:
+        targets = y.clone()
+    return RecallBatch(
+        tokens=tokens, targets=targets, outputs=y, pair_pos=pair_pos, noise_pos=noise_pos
+    )
