@@ -183,8 +183,8 @@ def closed_form_loss(
     Noisy: ``L(Λ) = log(1 + e^γ + (N-2) e^{-Λ}) - α γ``, which at ``γ = log(α/(1-α))``
     equals ``H_b(α) + log(1 + (N-2)(1-α) e^{-Λ})``; with a plug-in ``α̂`` it tends to
     ``H_b(α) + KL(Ber(α) ‖ Ber(α̂))``. Noiseless: ``mean_k log(1 + (N-1) e^{-λ_k})``
-    (``Lambda`` is then ``λ`` with the triggers on its last axis, or a shared scalar).
-    Vectorised over ``Lambda``.
+    (``Lambda`` is then ``λ`` with the triggers on its last axis, or a shared scalar:
+    a grid of shared values is passed as ``lam[:, None]``). Vectorised over ``Lambda``.
     """
     lam = np.asarray(Lambda, dtype=np.float64)
     N = task.vocab_size
@@ -197,9 +197,27 @@ def closed_form_loss(
     return float(out) if np.ndim(out) == 0 else out
 
 
-def closed_form_excess(task: RecallTask, Lambda, **kwargs) -> np.ndarray | float:
-    """``L(Λ) - H_b(α)`` (see :func:`closed_form_loss`)."""
-    return closed_form_loss(task, Lambda, **kwargs) - bayes_risk(task.alpha)
+def closed_form_excess(
+    task: RecallTask,
+    Lambda,
+    *,
+    gamma: float | None = None,
+    alpha_hat: float | None = None,
+) -> np.ndarray | float:
+    """``L(Λ) - H_b(α)`` (see :func:`closed_form_loss`).
+
+    At the task's own ``γ`` it is evaluated as ``log1p((N-2)(1-α) e^{-Λ})``, which keeps
+    full relative precision when the excess is far below the loss (large ``Λ``).
+    """
+    if task.noisy and gamma is None and alpha_hat is None:
+        lam = np.asarray(Lambda, dtype=np.float64)
+        out = np.log1p((task.vocab_size - 2) * (1.0 - task.alpha) * np.exp(-lam))
+        return float(out) if np.ndim(out) == 0 else out
+    if not task.noisy:
+        return closed_form_loss(task, Lambda)  # the Bayes risk is 0
+    return closed_form_loss(task, Lambda, gamma=gamma, alpha_hat=alpha_hat) - bayes_risk(
+        task.alpha
+    )
 
 
 def closed_form_logits(

@@ -1,0 +1,223 @@
+"""Monte-Carlo estimates of Bayes risks on sampled sequences (the book's checks, [D]).
+
+:func:`mc_oracle_risk` estimates the expected cross-entropy of the Bayes-optimal
+predictor ``p* = (1-α) δ_y + α δ_τ`` (:func:`icl.oracle_losses`, which reads ``y`` off
+the context) and returns the mean with its standard error; theory says the mean is
+``H_b(α)`` whatever ``N``, ``H``, ``|Q|``, ``|O|`` and the split.
+
+:func:`mc_planted_variant_risk` does the same for the book's variant in which the
+``(q, y)`` pair is planted only with probability ``ρ`` (sampler knob ``plant_prob``).
+Its Bayes predictor (:func:`planted_variant_log_probs`) is ``(1-α) δ_y + α δ_τ`` when the
+pair is found in the context and ``α δ_τ + (1-α)/K`` on each of the ``K`` candidate
+outputs when it is not; theory (:func:`icl.symbolic.planted_variant_derivation`):
+``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .bayes import oracle_log_probs, oracle_losses, recover_output
+from .task import RecallBatch, RecallTask, make_generator, sample_sequences
+
+__all__ = [
+    "agrees",
+    "mc_oracle_risk",
+    "mc_planted_variant_risk",
+    "n_candidate_outputs",
+    "planted_variant_log_probs",
+    "planted_variant_losses",
+]
+
+#: Default number of sequences sampled at once (bounds memory: ``B·H`` int64 tokens).
+DEFAULT_BATCH = 8192
+
+
+def _check_task(task: object) -> RecallTask:
+    if not isinstance(task, RecallTask):
+        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
+    return task
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    return seed
+
+
+def _check_ood(ood: object) -> bool:
+    if not isinstance(ood, bool):
+        raise ValueError(f"ood must be True or False, got {ood!r}")
+    return ood
+
+
+def _check_rho(rho: object) -> float:
+    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho <= 1.0:
+        raise ValueError(f"rho must be a number in [0, 1], got {rho!r}")
+    return float(rho)
+
+
+def n_candidate_outputs(task: RecallTask, ood: bool = False) -> int:
+    """``K``: ``|O|`` in distribution, ``N - 1 - |Q| - |O|`` (the OOD outputs) for the OOD split."""
+    task = _check_task(task)
+    return len(task.ood_outputs) if _check_ood(ood) else len(task.outputs)
+
+
+def agrees(mean: float, se: float, theory: float, *, k: float = 3.0, atol: float = 1e-9) -> bool:
+    """``|mean - theory| ≤ k·se + atol``: a Monte-Carlo estimate agrees with theory.
+
+    ``atol`` covers the cases where every loss is the same number (``α = 0``, or
+    ``α = 1/2`` where both outcomes cost ``log 2``): then ``se = 0`` and the agreement
+    must be exact up to rounding.
+    """
+    if se < 0 or k <= 0 or atol < 0:
+        raise ValueError(f"se, k, atol must be non-negative (k > 0), got se={se}, k={k}, "
+                         f"atol={atol}")
+    return abs(mean - theory) <= k * se + atol
+
+
+def _mean_and_se(total: float, total_sq: float, n: int) -> tuple[float, float]:
+    mean = total / n
+    var = max(total_sq / n - mean * mean, 0.0) * n / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _run(
+    n: int, batch_size: int, seed: int, draw, losses_of
+) -> tuple[float, float]:
+    """Accumulate the sum and sum of squares of per-sequence losses over batches."""
+    g = make_generator(seed)
+    total = total_sq = 0.0
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        batch = draw(b, g)
+        losses = losses_of(batch).to(torch.float64)
+        if not bool(torch.isfinite(losses).all()):  # pragma: no cover - would be a bug
+            raise RuntimeError("the Bayes predictor gave probability 0 to an observed target")
+        total += float(losses.sum())
+        total_sq += float((losses * losses).sum())
+        done += b
+    return _mean_and_se(total, total_sq, n)
+
+
+def mc_oracle_risk(
+    task: RecallTask,
+    n: int,
+    *,
+    seed: int,
+    ood: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    alpha_hat: float | None = None,
+) -> tuple[float, float]:
+    """Monte-Carlo estimate of the oracle's risk: ``(mean, standard error)`` over ``n`` sequences.
+
+    The oracle is the Bayes-optimal predictor ``(1-α) δ_y + α δ_τ`` with ``y`` recovered
+    from the context (:func:`icl.oracle_losses`); theory says the mean estimates
+    ``H_b(α)``. With ``α = 0`` every loss is exactly ``0`` (so is the standard error).
+    Sequences are drawn in batches of ``batch_size`` from one generator seeded with
+    ``seed``; ``ood=True`` draws ``y`` from the OOD outputs.
+
+    ``alpha_hat`` replaces ``α`` in the predictor by a plug-in value ``α̂ ∈ (0, 1)`` (the
+    data keep the task's ``α``): the mean then estimates
+    ``H_b(α) + KL(Ber(α) ‖ Ber(α̂))``.
+    """
+    task = _check_task(task)
+    n = _check_int("n", n, 2)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_seed(seed)
+    ood = _check_ood(ood)
+    if alpha_hat is not None and (
+        isinstance(alpha_hat, bool)
+        or not isinstance(alpha_hat, (int, float))
+        or not 0.0 < alpha_hat < 1.0
+    ):
+        raise ValueError(f"alpha_hat must be a number in (0, 1) or None, got {alpha_hat!r}")
+
+    def losses_of(batch: RecallBatch) -> torch.Tensor:
+        if alpha_hat is None:
+            return oracle_losses(task, batch)
+        logp = oracle_log_probs(task, batch.tokens, alpha=float(alpha_hat))
+        return -logp.gather(1, batch.targets[:, None]).squeeze(1)
+
+    return _run(
+        n,
+        batch_size,
+        seed,
+        lambda b, g: sample_sequences(task, b, generator=g, ood=ood),
+        losses_of,
+    )
+
+
+def planted_variant_log_probs(
+    task: RecallTask, tokens: torch.Tensor, *, ood: bool = False
+) -> torch.Tensor:
+    """Log-probabilities ``[B, N]`` of the Bayes predictor of the planted variant.
+
+    Where the context holds the ``(q, y)`` pair (:func:`icl.recover_output` finds it):
+    ``(1-α) δ_y + α δ_τ``. Where it does not: ``α δ_τ + (1-α)/K`` on each of the ``K``
+    candidate outputs (:func:`n_candidate_outputs`: the training outputs, or the OOD
+    outputs when ``ood=True``). Impossible tokens get ``-inf``. Vectorised over the batch.
+    """
+    task = _check_task(task)
+    ood = _check_ood(ood)
+    y = recover_output(task, tokens)  # validates tokens; -1 where the pair is missing
+    found = y >= 0
+    a = task.alpha
+    B, N = tokens.shape[0], task.vocab_size
+    pool = task.ood_outputs if ood else task.outputs
+    k = len(pool)
+    logp = torch.full((B, N), -math.inf, dtype=torch.float64)
+    miss = ~found
+    logp[miss.nonzero()[:, :1], pool[None, :]] = math.log1p(-a) - math.log(k)
+    rows = found.nonzero().squeeze(1)
+    logp[rows, y[rows]] = math.log1p(-a)
+    if a > 0:
+        logp[:, task.noise_token] = math.log(a)
+    return logp
+
+
+def planted_variant_losses(
+    task: RecallTask, batch: RecallBatch, *, ood: bool = False
+) -> torch.Tensor:
+    """Per-sequence cross-entropy ``[B]`` of :func:`planted_variant_log_probs`."""
+    logp = planted_variant_log_probs(task, batch.tokens, ood=ood)
+    return -logp.gather(1, batch.targets[:, None]).squeeze(1)
+
+
+def mc_planted_variant_risk(
+    task: RecallTask,
+    rho: float,
+    n: int,
+    *,
+    seed: int,
+    ood: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+) -> tuple[float, float]:
+    """Monte-Carlo risk ``(mean, standard error)`` of the planted variant's Bayes predictor.
+
+    Sequences come from ``icl.sample_sequences(task, B, plant_prob=rho, ood=ood)``: the
+    ``(q, y)`` pair is planted with probability ``ρ = rho``. Theory:
+    ``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K`` with ``K = n_candidate_outputs(task, ood)``.
+    """
+    task = _check_task(task)
+    rho = _check_rho(rho)
+    n = _check_int("n", n, 2)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_seed(seed)
+    ood = _check_ood(ood)
+    return _run(
+        n,
+        batch_size,
+        seed,
+        lambda b, g: sample_sequences(task, b, generator=g, ood=ood, plant_prob=rho),
+        lambda batch: planted_variant_losses(task, batch, ood=ood),
+    )
