@@ -1,6 +1,15 @@
 """icl: the companion package of the book on in-context recall (arXiv:2505.15009).
 
 Notation follows the paper and ``shared/spec/recall-task.md``; see the book's notation page.
+The core (task, Bayes risk, model, construction, training, rates) is importable from the
+top level. Chapter-specific modules are imported by name, so ``import icl`` stays light:
+
+- ``icl.laws`` (ch. 1): empirical laws of the sampler against their definitions;
+- ``icl.symbolic``, ``icl.montecarlo`` (ch. 2): SymPy derivations, Monte-Carlo risks;
+- ``icl.symbolic_construction``, ``icl.softmax``, ``icl.widgets`` (ch. 3);
+- ``icl.dynamics``, ``icl.finite`` (ch. 4): training dynamics, finite samples;
+- ``icl.shifts``, ``icl.weights`` (ch. 5): shifted test sets, weights by token role;
+- ``icl.viz.*``: one module of figures per chapter.
 """
 
 from . import config, rates
