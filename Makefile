@@ -17,13 +17,14 @@ STAMP := $(VENV)/.icl-installed
 # two cores (measured: a 9 ms training step became 140 ms). Override on the command line.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help venv book test lint clean distclean
+.PHONY: help venv book test lint student clean distclean
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
 	@echo "make test   ruff + pytest (unit tests, repo checks, notebooks in test mode)"
 	@echo "make venv   create $(VENV) ($(TORCH_SPEC) first, then -e .[book,test])"
 	@echo "make lint   ruff only;  make clean   remove build outputs"
+	@echo "make student  student edition of the chapters (solutions removed) in _build/student"
 
 venv: $(STAMP)
 
@@ -47,6 +48,11 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# Course use: the chapters with every exercise's solution removed and its check cell
+# replaced by a stub (tools/make_student.py); notebooks/ stays the single source.
+student: venv
+	$(BIN)/python tools/make_student.py --out _build/student
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache .hypothesis
