@@ -96,3 +96,15 @@ def test_test_mode_is_read_at_call_time(monkeypatch):
 
 def test_env_var_name_is_the_documented_one():
     assert config.ENV_VAR == "ICL_TEST_MODE"
+
+
+def test_paper_scale_switch(monkeypatch):
+    monkeypatch.delenv("ICL_TEST_MODE", raising=False)
+    monkeypatch.delenv("ICL_PAPER_SCALE", raising=False)
+    assert not config.paper_scale()
+    monkeypatch.setenv("ICL_PAPER_SCALE", "1")
+    assert config.paper_scale()
+    assert "paper scale" in config.mode_banner()
+    monkeypatch.setenv("ICL_TEST_MODE", "1")  # test mode wins
+    assert not config.paper_scale()
+    assert "TEST MODE" in config.mode_banner()
