@@ -17,6 +17,10 @@ STAMP := $(VENV)/.icl-installed
 # two cores (measured: a 9 ms training step became 140 ms). Override on the command line.
 export OMP_NUM_THREADS ?= 1
 
+# Notebooks run on the kernel named python3: make it this venv's Python, even on a laptop
+# whose ~/.local/share/jupyter holds a python3 kernel of another environment.
+export JUPYTER_PREFER_ENV_PATH = 1
+
 .PHONY: help venv book test lint student clean distclean
 
 help:
@@ -30,11 +34,12 @@ venv: $(STAMP)
 
 # torch goes in first, from $(TORCH_SPEC): the package's own `torch>=2.1` is then already
 # satisfied, so pip never pulls a (multi-GB, CUDA) torch by itself. Redone when
-# pyproject.toml changes.
-$(STAMP): pyproject.toml
+# pyproject.toml or this Makefile changes.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -e ".[book,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
 	touch $@
 
 # Execution is forced by _config.yml (execute_notebooks: force); a failing cell fails the
