@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import icl
 from icl.model import embed
@@ -157,3 +159,28 @@ def test_relu_subgradient_at_zero_is_one():
     loss = torch.nn.functional.cross_entropy(model(batch.tokens).xi, batch.targets)
     (grad,) = torch.autograd.grad(loss, [model.Lambda])
     assert float(grad) < 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    vocab=st.integers(6, 14),
+    n_triggers=st.integers(1, 3),
+    seq_len=st.integers(6, 20),
+    noisy=st.booleans(),
+    extra_d=st.integers(0, 5),
+    attention=st.sampled_from(icl.ATTENTIONS),
+    family=st.sampled_from(icl.FAMILIES),
+    kappa=st.sampled_from((0, 1)),
+    seed=st.integers(0, 10_000),
+)
+def test_paths_agree_on_random_small_tasks(
+    vocab, n_triggers, seq_len, noisy, extra_d, attention, family, kappa, seed
+):
+    n_outputs = max(1, min(3, vocab - n_triggers - 2))
+    task = icl.RecallTask(vocab, n_triggers, n_outputs, seq_len, alpha=0.3 if noisy else 0.0)
+    d = 2 * vocab + extra_d
+    model = icl.OneLayerTransformer(task, attention, family, kappa, d, dtype=torch.float64)
+    randomise(model, seed)
+    batch = task.sample(5, seed=seed)
+    for f, dn in zip(model(batch.tokens), model(batch.tokens, path="dense"), strict=True):
+        torch.testing.assert_close(f, dn, atol=1e-9, rtol=1e-9)
