@@ -53,6 +53,7 @@ from .construct import closed_form_excess
 from .model import resolve_gamma
 from .rates import RateFit, fit_rate
 from .task import RecallTask
+from .task import check_task as _check_task
 
 __all__ = [
     "excess_bound",
@@ -72,12 +73,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ argument checks
-def _check_task(task: object) -> RecallTask:
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    return task
-
-
 def _check_lr(lr: object) -> float:
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive number (the step size η), got {lr!r}")

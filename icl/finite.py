@@ -28,7 +28,7 @@ from .bayes import bayes_risk
 from .construct import closed_form_loss
 from .model import ATTENTIONS, OneLayerTransformer
 from .rates import RateFit
-from .task import RecallBatch, RecallTask
+from .task import RecallBatch, RecallTask, check_task
 from .train import History, train
 
 __all__ = [
@@ -48,8 +48,7 @@ __all__ = [
 
 # ------------------------------------------------------------------ checks
 def _check_noisy_task(task: object) -> RecallTask:
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
+    check_task(task)
     if not task.noisy:
         raise ValueError(
             f"the finite-sample analysis needs a noisy task (alpha > 0), got alpha={task.alpha}"
@@ -83,9 +82,7 @@ def plugin_alpha(batch: RecallBatch, task: RecallTask) -> float:
     """``α̂``: the fraction of the batch's targets ``z_{H+1}`` equal to the noise token ``τ``."""
     if not isinstance(batch, RecallBatch):
         raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    task.check_tokens(batch.tokens)
+    check_task(task).check_tokens(batch.tokens)
     return float((batch.targets == task.noise_token).double().mean())
 
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .task import RecallTask
+from .task import RecallTask, check_task
 
 __all__ = ["ATTENTIONS", "FAMILIES", "Logits", "OneLayerTransformer", "embed"]
 
@@ -145,9 +145,7 @@ class OneLayerTransformer(nn.Module):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if not isinstance(task, RecallTask):
-            raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-        self.task = task
+        self.task = check_task(task)
         self.attention = check_attention(attention)
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")

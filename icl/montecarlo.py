@@ -21,6 +21,7 @@ import torch
 
 from .bayes import oracle_log_probs, oracle_losses, recover_output
 from .task import RecallBatch, RecallTask, make_generator, sample_sequences
+from .task import check_task as _check_task
 
 __all__ = [
     "agrees",
@@ -33,12 +34,6 @@ __all__ = [
 
 #: Default number of sequences sampled at once (bounds memory: ``B·H`` int64 tokens).
 DEFAULT_BATCH = 8192
-
-
-def _check_task(task: object) -> RecallTask:
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    return task
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

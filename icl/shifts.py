@@ -35,6 +35,7 @@ import torch
 from .bayes import bayes_risk, kl_bernoulli
 from .model import OneLayerTransformer
 from .task import RecallBatch, RecallTask, make_generator, sample_sequences
+from .task import check_task as _check_task
 from .train import expected_loss
 
 __all__ = [
@@ -59,12 +60,6 @@ __all__ = [
 #: Keywords of :func:`icl.sample_sequences` a shift may set. ``plant_prob`` is excluded:
 #: a missing pair changes the Bayes risk itself (chapter 2), it is not a nuisance shift.
 SHIFT_KEYS = ("ood", "alpha", "filler_probs", "pair_position", "n_distractors", "seq_len")
-
-
-def _check_task(task: object) -> RecallTask:
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    return task
 
 
 def _check_n(n: object) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["RecallBatch", "RecallTask", "make_generator", "sample_sequences"]
+__all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
 
 
 def make_generator(
@@ -249,6 +249,13 @@ class RecallTask:
                 f"token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
                 f"{self.vocab_size}, got range [{int(tokens.min())}, {int(tokens.max())}]"
             )
+
+
+def check_task(task: object) -> RecallTask:
+    """Return ``task`` if it is a :class:`RecallTask`, else raise a ``ValueError`` saying so."""
+    if not isinstance(task, RecallTask):
+        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
+    return task
 
 
 def _free_starts(occupied: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ import torch
 
 from .model import check_d_model
 from .task import RecallTask
+from .task import check_task as _check_task
 
 __all__ = [
     "REDUCTIONS",
@@ -50,12 +51,6 @@ __all__ = [
 ]
 
 REDUCTIONS = ("mean_abs", "frobenius", "mean")
-
-
-def _check_task(task: object) -> RecallTask:
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    return task
 
 
 def _token_roles(task: RecallTask) -> dict[str, np.ndarray]:
