@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .task import RecallBatch, RecallTask
@@ -57,21 +58,23 @@ def bayes_risk(alpha: float) -> float:
     return binary_entropy(_check_alpha(alpha))
 
 
-def kl_bernoulli(alpha: float, alpha_hat: float) -> float:
-    """``KL(Ber(α) ‖ Ber(α̂))`` in nats: the excess risk of a plug-in ``α̂`` (spec 5.3)."""
-    a = float(alpha)
-    b = float(alpha_hat)
-    if not 0.0 <= a <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    if not 0.0 <= b <= 1.0:
-        raise ValueError(f"alpha_hat must lie in [0, 1], got {alpha_hat}")
-    total = 0.0
-    for p, r in ((a, b), (1.0 - a, 1.0 - b)):
-        if p > 0:
-            if r == 0:
-                return math.inf
-            total += p * math.log(p / r)
-    return total
+def kl_bernoulli(alpha, alpha_hat) -> np.ndarray | float:
+    """``KL(Ber(α) ‖ Ber(α̂))`` in nats: the excess risk of a plug-in ``α̂`` (spec 5.3).
+
+    Vectorised (NumPy broadcasting): a float for scalar inputs, an array otherwise;
+    ``inf`` where ``α̂ ∈ {0, 1}`` puts no mass on an outcome that ``α`` can produce.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(alpha_hat, dtype=np.float64)
+    if np.any((a < 0) | (a > 1)):
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    if np.any((b < 0) | (b > 1)):
+        raise ValueError(f"alpha_hat must lie in [0, 1], got {alpha_hat!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = np.where(a > 0, a * (np.log(a) - np.log(b)), 0.0)
+        t2 = np.where(a < 1, (1 - a) * (np.log1p(-a) - np.log1p(-b)), 0.0)
+    out = t1 + t2
+    return float(out) if out.ndim == 0 else out
 
 
 def hoeffding_radius(m: int, delta: float) -> float:

@@ -24,7 +24,7 @@ import sympy as sp
 import torch
 from scipy import stats
 
-from .bayes import bayes_risk
+from .bayes import bayes_risk, kl_bernoulli
 from .construct import closed_form_loss
 from .model import ATTENTIONS, OneLayerTransformer
 from .rates import RateFit
@@ -87,16 +87,8 @@ def plugin_alpha(batch: RecallBatch, task: RecallTask) -> float:
 
 
 def kl_bernoulli_array(alpha, alpha_hat) -> np.ndarray | float:
-    """Vectorised ``KL(Ber(α) ‖ Ber(α̂))`` (``inf`` where ``α̂ ∈ {0, 1}`` and ``α ∉ {0,1}``)."""
-    a = np.asarray(alpha, dtype=np.float64)
-    b = np.asarray(alpha_hat, dtype=np.float64)
-    if np.any((a < 0) | (a > 1)) or np.any((b < 0) | (b > 1)):
-        raise ValueError(f"alpha and alpha_hat must lie in [0, 1], got {alpha!r}, {alpha_hat!r}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1 = np.where(a > 0, a * (np.log(a) - np.log(b)), 0.0)
-        t2 = np.where(a < 1, (1 - a) * (np.log1p(-a) - np.log1p(-b)), 0.0)
-    out = t1 + t2
-    return float(out) if out.ndim == 0 else out
+    """Vectorised ``KL(Ber(α) ‖ Ber(α̂))``: :func:`icl.bayes.kl_bernoulli`, kept under this name."""
+    return kl_bernoulli(alpha, alpha_hat)
 
 
 def hoeffding_kl_bound(alpha: float, m, delta: float) -> np.ndarray | float:
