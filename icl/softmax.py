@@ -63,6 +63,7 @@ import torch
 from .bayes import binary_entropy, recover_output
 from .model import Logits, check_kappa, resolve_gamma
 from .task import RecallBatch, RecallTask, make_generator
+from .train import expected_loss
 
 __all__ = [
     "SequenceCounts",
@@ -264,12 +265,7 @@ def expected_losses(
     outputs = torch.as_tensor(outputs).long()
     if outputs.shape != (xi.shape[0],):
         raise ValueError(f"outputs must have shape [{xi.shape[0]}], got {tuple(outputs.shape)}")
-    lse = torch.logsumexp(xi, dim=1)
-    xy = xi.gather(1, outputs[:, None]).squeeze(1)
-    out = lse - (1.0 - a) * xy
-    if a > 0:
-        out = out - a * xi[:, task.noise_token]
-    return out
+    return expected_loss(xi, outputs, a, task.noise_token)
 
 
 def expected_excess(task: RecallTask, xi: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:

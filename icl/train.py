@@ -29,16 +29,18 @@ __all__ = ["History", "evaluate", "expected_loss", "normalized_step", "train"]
 
 
 def expected_loss(
-    logits: torch.Tensor, batch: RecallBatch, alpha: float, noise_token: int
+    logits: torch.Tensor, batch: RecallBatch | torch.Tensor, alpha: float, noise_token: int
 ) -> torch.Tensor:
     """Per-sequence loss with the target noise integrated out, ``[B]``.
 
     ``E[-log p(z_{H+1}) | z_{1:H}] = -(1-α) log p(y) - α log p(τ)``: an unbiased,
     lower-variance estimate of the population loss (the draw of the target is averaged
-    analytically instead of sampled).
+    analytically instead of sampled). ``batch`` is a :class:`RecallBatch` or the clean
+    outputs ``y`` themselves (``[B]``). Computed in float64.
     """
+    outputs = batch.outputs if isinstance(batch, RecallBatch) else batch
     logp = torch.log_softmax(logits.double(), dim=-1)
-    ly = logp.gather(1, batch.outputs[:, None]).squeeze(1)
+    ly = logp.gather(1, outputs[:, None]).squeeze(1)
     out = -(1.0 - alpha) * ly
     if alpha > 0:
         out = out - alpha * logp[:, noise_token]
