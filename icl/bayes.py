@@ -1,4 +1,4 @@
-"""Bayes-optimal prediction and Bayes risk of the recall task (spec section 2, [D]).
+"""Bayes-optimal prediction and Bayes risk of the recall task (the model page §2, [D]).
 
 Given the context ``z_{1:H}``, the clean output ``y`` is recoverable (the token after the
 ``q`` that is not followed by ``τ``), so the Bayes-optimal next-token law is
@@ -7,7 +7,7 @@ Given the context ``z_{1:H}``, the clean output ``y`` is recoverable (the token 
 
 and the Bayes risk under cross-entropy (natural log) is the binary entropy
 ``R* = H_b(α) = -α log α - (1-α) log(1-α)`` (0 when ``α = 0``). The symbolic
-derivation lives in :mod:`icl.symbolic`; this module holds the numeric functions.
+derivation lives in :mod:`icl.symbolic.bayes`; this module holds the numeric functions.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def bayes_risk(alpha: float) -> float:
 
 
 def kl_bernoulli(alpha, alpha_hat) -> np.ndarray | float:
-    """``KL(Ber(α) ‖ Ber(α̂))`` in nats: the excess risk of a plug-in ``α̂`` (spec 5.3).
+    """``KL(Ber(α) ‖ Ber(α̂))`` in nats: the excess risk of a plug-in ``α̂`` (the model page §5.3).
 
     Vectorised (NumPy broadcasting): a float for scalar inputs, an array otherwise;
     ``inf`` where ``α̂ ∈ {0, 1}`` puts no mass on an outcome that ``α`` can produce.

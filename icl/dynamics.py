@@ -2,7 +2,7 @@
 
 Nothing in this module quotes the paper. The paper states that normalised gradient
 descent drives the expected loss to the Bayes risk at a linear rate; the formulas below
-are the book's derivation of that rate for the construction of spec section 4, and of the
+are the book's derivation of that rate for the construction of the model page §4, and of the
 *sublinear* rate of plain (unnormalised) gradient descent on the same model. Chapter 4
 checks each of them against :func:`icl.train`.
 
@@ -49,8 +49,8 @@ import sympy as sp
 import torch
 
 from .bayes import bayes_risk
-from .construct import closed_form_excess
-from .model import resolve_gamma
+from .closed_forms import closed_form_excess
+from .constants import resolve_gamma
 from .rates import RateFit, fit_rate
 from .task import RecallTask
 from .task import check_task as _check_task
@@ -104,7 +104,7 @@ def _constants(task: RecallTask, gamma: float | None = None) -> tuple[float, int
     """
     N = task.vocab_size
     if task.noisy:
-        g = resolve_gamma(task, gamma, None)
+        g = resolve_gamma(task.alpha, gamma, None)
         return 1.0 + math.exp(g), N - 2, 1.0
     return 1.0, N - 1, 1.0 / task.n_triggers
 
@@ -186,7 +186,7 @@ def per_example_grad(
         )
     N = task.vocab_size
     if task.noisy:
-        g = resolve_gamma(task, gamma, alpha_hat)
+        g = resolve_gamma(task.alpha, gamma, alpha_hat)
         # -(N-2)/(e^Λ(1+e^γ) + N-2), written to stay finite for large Λ
         out = -(N - 2) * np.exp(-lam) / ((1.0 + math.exp(g)) + (N - 2) * np.exp(-lam))
     else:

@@ -1,4 +1,4 @@
-"""Finite-sample experiments (spec section 5.3): **the book's own analysis** ([D]).
+"""Finite-sample experiments (the model page §5.3): **the book's own analysis** ([D]).
 
 Trained on ``m`` fixed sequences, the reparameterised noisy model can only learn what its
 single scalar ``Λ`` and its feed-forward constant ``γ`` allow. The book sets ``γ`` to the
@@ -24,9 +24,10 @@ import sympy as sp
 import torch
 from scipy import stats
 
+from .architecture import ATTENTIONS
 from .bayes import bayes_risk, kl_bernoulli
-from .construct import closed_form_loss
-from .model import ATTENTIONS, OneLayerTransformer
+from .closed_forms import closed_form_loss
+from .model import OneLayerTransformer
 from .rates import RateFit
 from .task import RecallBatch, RecallTask, check_task
 from .train import History, train
@@ -41,7 +42,6 @@ __all__ = [
     "kl_bernoulli_array",
     "loglog_slope",
     "plugin_alpha",
-    "role_split",
     "run_finite_sample",
 ]
 
@@ -119,11 +119,12 @@ def hoeffding_kl_bound(alpha: float, m, delta: float) -> np.ndarray | float:
 def expected_quadratic_excess_expr() -> sp.Expr:
     """SymPy: ``E[(α̂-α)²/(2α(1-α))]`` with ``E[α̂] = α``, ``Var α̂ = α(1-α)/m``: ``1/(2m)``.
 
-    Uses :func:`icl.symbolic.plugin_excess_quadratic_expr` (the quadratic expansion of
+    Uses :func:`icl.symbolic.bayes.plugin_excess_quadratic_expr` (the quadratic expansion of
     the Bernoulli KL) and takes the expectation of the polynomial in ``α̂`` moment by
     moment.
     """
-    from .symbolic import ALPHA, ALPHA_HAT, plugin_excess_quadratic_expr
+    from .symbolic.bayes import ALPHA_HAT, plugin_excess_quadratic_expr
+    from .symbolic.toolkit import ALPHA
 
     m = sp.Symbol("m", positive=True)
     quad = sp.expand(plugin_excess_quadratic_expr())
@@ -283,58 +284,6 @@ def finite_sample_sweep(task: RecallTask, ms, seeds, **kwargs) -> dict[str, np.n
 
 
 # ------------------------------------------------------------------ role split
-@torch.no_grad()
-def role_split(model: OneLayerTransformer, batch: RecallBatch) -> dict[str, float]:
-    """Which path of a trained network carries ``y`` and ``τ`` (held-out means over ``batch``).
-
-    With ``R = {0 … N-1} \\ {y, τ}`` (the tokens that should get no mass):
-
-    * attention ``ξ_A``: ``A_y``, ``A_tau`` and ``A_rest = max_{j∈R} ξ_{A,j}``;
-    * feed-forward ``ξ_F``: ``F_y``, ``F_tau``, ``F_rest``; and its split
-      ``ξ_F = U F x_H + κ U F A`` into the *direct* path (reads the last token and its
-      predecessor only: it can carry ``q → τ`` but cannot know ``y``) with
-      ``direct_tau`` and ``direct_rest = max_{j≠τ}``, and the part read off the attention
-      output, ``via_attention_y`` and ``via_attention_tau``.
-    """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
-    task = model.task
-    N, tau = task.vocab_size, task.noise_token
-    out = model(batch.tokens)
-    xi_A, xi_F = out.xi_A.double(), out.xi_F.double()
-    _, _, F = model.matrices()
-    last, prev = batch.tokens[:, -1], batch.tokens[:, -2]
-    FU = F[:N].double()
-    direct = FU[:, last].T + FU[:, N + prev].T  # U F x_H, x_H = E(z_H) + Ẽ(z_{H-1})
-    via = xi_F - direct
-    rows = torch.arange(batch.batch_size)
-    y = batch.outputs
-    rest = torch.ones_like(xi_A, dtype=torch.bool)
-    rest[rows, y] = False
-    rest[:, tau] = False
-    not_tau = torch.ones_like(xi_A, dtype=torch.bool)
-    not_tau[:, tau] = False
-
-    def mean(x: torch.Tensor) -> float:
-        return float(x.mean())
-
-    def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return x.masked_fill(~mask, -torch.inf).max(1).values
-
-    return {
-        "A_y": mean(xi_A[rows, y]),
-        "A_tau": mean(xi_A[:, tau]),
-        "A_rest": mean(masked_max(xi_A, rest)),
-        "F_y": mean(xi_F[rows, y]),
-        "F_tau": mean(xi_F[:, tau]),
-        "F_rest": mean(masked_max(xi_F, rest)),
-        "direct_tau": mean(direct[:, tau]),
-        "direct_rest": mean(masked_max(direct, not_tau)),
-        "via_attention_y": mean(via[rows, y]),
-        "via_attention_tau": mean(via[:, tau]),
-    }
 
 
 def loglog_slope(ms, excess) -> RateFit:

@@ -1,6 +1,6 @@
 """Empirical laws of the recall-task sampler against their definitions (chapter 1).
 
-The sampler of :mod:`icl.task` follows the authors' protocol (spec section 1, [E]). This
+The sampler of :mod:`icl.task` follows the authors' protocol (the model page §1, [E]). This
 module measures, on a sampled :class:`~icl.task.RecallBatch`, the law of each random
 choice the protocol makes and sets it beside the law the protocol prescribes:
 
@@ -20,7 +20,7 @@ function                  law checked
 protocol (it should find none), and :func:`token_usage` counts how often each token
 occurs as filler, as clean output and as target (the facts behind the OOD split).
 
-Positions are 0-based, as in :mod:`icl.task` (the spec's ``p`` is ``pair_pos + 1``).
+Positions are 0-based, as in :mod:`icl.task` (the book's ``p`` is ``pair_pos + 1``).
 Categorical laws are compared with Pearson's chi-square test (:func:`chi_square`); the
 noise rate with an exact binomial test and its standard error ``√(α(1-α)/B)``.
 """
@@ -356,7 +356,7 @@ def target_law(task: RecallTask, batch: RecallBatch, alpha: float | None = None)
 
 
 def check_structure(task: RecallTask, batch: RecallBatch, ood: bool = False) -> dict[str, int]:
-    """Count the sequences that break each structural promise of spec section 1.
+    """Count the sequences that break each structural promise of the model page §1.
 
     Returns ``{promise: number of violating sequences}``; a batch of the protocol's
     sampler gives zero everywhere. The promises (``q = z_H``, 0-based starts):

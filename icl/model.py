@@ -1,4 +1,4 @@
-"""The one-layer transformer of the paper's experiments (spec section 3, [E]).
+"""The one-layer transformer of the paper's experiments (the model page §3, [E]).
 
 One-hot, fixed embeddings in ``R^d`` (``d ≥ 2N``): ``E(k) = e_k``, ``Ẽ(k) = e_{N+k}``.
 The input at position ``h`` carries the token and its predecessor,
@@ -20,96 +20,27 @@ Two forward paths compute the same function:
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
+from .architecture import (
+    Logits,
+    activate,
+    check_attention,
+    check_d_model,
+    check_family,
+    check_kappa,
+    embed,
+)
+from .constants import resolve_gamma
+from .construction import Construction, construction_matrices
 from .task import RecallTask, check_task
 
-__all__ = ["ATTENTIONS", "FAMILIES", "Logits", "OneLayerTransformer", "embed"]
-
-ATTENTIONS = ("linear", "relu", "softmax")
-FAMILIES = ("origin", "reparam", "reparam_w")
-
-
-class Logits(NamedTuple):
-    """The three logit tensors of the model, each ``[B, N]``: ``ξ = ξ_A + ξ_F``."""
-
-    xi: torch.Tensor
-    xi_A: torch.Tensor
-    xi_F: torch.Tensor
-
-
-def check_attention(attention: str) -> str:
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    return attention
-
-
-def check_kappa(kappa: int) -> int:
-    if kappa not in (0, 1) or isinstance(kappa, bool):
-        raise ValueError(f"kappa must be 0 or 1, got {kappa!r}")
-    return int(kappa)
-
-
-def check_d_model(task: RecallTask, d_model: int) -> int:
-    if isinstance(d_model, bool) or not isinstance(d_model, int):
-        raise ValueError(f"d_model must be an integer, got {d_model!r}")
-    if d_model < 2 * task.vocab_size:
-        raise ValueError(
-            f"d_model must be >= 2 * vocab_size = {2 * task.vocab_size} (room for E and Ẽ), "
-            f"got {d_model}"
-        )
-    return d_model
-
-
-def resolve_gamma(task: RecallTask, gamma: float | None, alpha_hat: float | None) -> float:
-    """``γ = log(α/(1-α))`` of the task, a given ``gamma``, or the plug-in ``log(α̂/(1-α̂))``."""
-    if gamma is not None and alpha_hat is not None:
-        raise ValueError("pass gamma or alpha_hat, not both")
-    if alpha_hat is not None:
-        a = float(alpha_hat)
-        if not 0.0 < a < 1.0:
-            raise ValueError(f"alpha_hat must lie in (0, 1), got {alpha_hat}")
-        return math.log(a / (1.0 - a))
-    if gamma is not None:
-        g = float(gamma)
-        if not math.isfinite(g):
-            raise ValueError(f"gamma must be a finite number, got {gamma}")
-        return g
-    if task.noisy:
-        return math.log(task.alpha / (1.0 - task.alpha))
-    return 0.0
-
-
-def embed(
-    task: RecallTask, tokens: torch.Tensor, d_model: int, dtype=torch.float32
-) -> torch.Tensor:
-    """Dense inputs ``X[b, h] = E(z_h) + Ẽ(z_{h-1})``, shape ``[B, H, d]`` (reference path)."""
-    N = task.vocab_size
-    X = torch.nn.functional.one_hot(tokens, d_model).to(dtype)
-    X[:, 1:] += torch.nn.functional.one_hot(tokens[:, :-1] + N, d_model).to(dtype)
-    return X
-
-
-def activate(s: torch.Tensor, attention: str) -> torch.Tensor:
-    """``σ(s)`` over the positions (last dimension).
-
-    ReLU is not differentiable at 0, and from the zero initialisation *every* score is
-    exactly 0. We take the subgradient ``σ'(0) = 1`` (``clamp``); ``torch.relu`` takes
-    ``σ'(0) = 0``, and a ReLU model started at zero would then never move its attention.
-    """
-    if attention == "linear":
-        return s
-    if attention == "relu":
-        return s.clamp(min=0)
-    return torch.softmax(s, dim=-1)
+__all__ = ["OneLayerTransformer"]
 
 
 class OneLayerTransformer(nn.Module):
-    """One-layer transformer ``ξ = U V A + U F (x_H + κ A)`` of spec section 3.
+    """One-layer transformer ``ξ = U V A + U F (x_H + κ A)`` of the model page §3.
 
     Parameters
     ----------
@@ -120,7 +51,7 @@ class OneLayerTransformer(nn.Module):
     family : {"origin", "reparam", "reparam_w"}
         ``origin``: ``F, V, W`` trainable. ``reparam``: only ``Λ`` (noisy, attribute
         ``Lambda``) or ``λ ∈ R^{|Q|}`` (noiseless, ``lambdas``), the rest as in the
-        construction (:func:`icl.construct.construction_matrices`). ``reparam_w``: ``W``
+        construction (:func:`icl.construction.construction_matrices`). ``reparam_w``: ``W``
         trainable, ``V = I``, ``F`` of the construction (noisy) or ``0`` (noiseless).
     kappa : {0, 1}
         ``κ``: whether the feed-forward path also reads the attention output.
@@ -147,12 +78,10 @@ class OneLayerTransformer(nn.Module):
         super().__init__()
         self.task = check_task(task)
         self.attention = check_attention(attention)
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-        self.family = family
+        self.family = check_family(family)
         self.kappa = check_kappa(kappa)
         self.d_model = check_d_model(task, d_model)
-        self.gamma = resolve_gamma(task, gamma, alpha_hat)
+        self.gamma = resolve_gamma(task.alpha, gamma, alpha_hat)
         d = self.d_model
         if family == "origin":
             self.F = nn.Parameter(torch.zeros(d, d, dtype=dtype))
@@ -169,8 +98,6 @@ class OneLayerTransformer(nn.Module):
     # ------------------------------------------------------------ parameters
     def matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The effective ``(W, V, F)``, each ``d × d`` (differentiable in the parameters)."""
-        from .construct import construction_matrices
-
         if self.family == "origin":
             return self.W, self.V, self.F
         if self.family == "reparam":
@@ -193,6 +120,30 @@ class OneLayerTransformer(nn.Module):
             d_model=d,
         )
         return self.W, torch.eye(d, dtype=dtype), F.to(dtype)
+
+    @classmethod
+    def from_construction(cls, construction: Construction) -> OneLayerTransformer:
+        """An ``origin``-family network whose ``W, V, F`` are the construction's
+        (:func:`icl.construction.construct`)."""
+        if not isinstance(construction, Construction):
+            raise TypeError(
+                "construction must be an icl.construction.Construction, got "
+                f"{type(construction).__name__}"
+            )
+        c = construction
+        net = cls(
+            c.task,
+            attention=c.attention,
+            family="origin",
+            kappa=c.kappa,
+            d_model=c.W.shape[0],
+            dtype=c.W.dtype,
+        )
+        with torch.no_grad():
+            net.W.copy_(c.W)
+            net.V.copy_(c.V)
+            net.F.copy_(c.F)
+        return net
 
     @property
     def dtype(self) -> torch.dtype:

@@ -9,7 +9,7 @@ the context) and returns the mean with its standard error; theory says the mean 
 ``(q, y)`` pair is planted only with probability ``ρ`` (sampler knob ``plant_prob``).
 Its Bayes predictor (:func:`planted_variant_log_probs`) is ``(1-α) δ_y + α δ_τ`` when the
 pair is found in the context and ``α δ_τ + (1-α)/K`` on each of the ``K`` candidate
-outputs when it is not; theory (:func:`icl.symbolic.planted_variant_derivation`):
+outputs when it is not; theory (:func:`icl.symbolic.bayes.planted_variant_derivation`):
 ``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K``.
 """
 

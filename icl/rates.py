@@ -1,4 +1,4 @@
-"""Fitting convergence rates (spec section 5.2, [D]).
+"""Fitting convergence rates: shared by every chapter that measures one.
 
 A linear (geometric) rate means ``L_t - H_b(α) ≈ C e^{-c t}``: a straight line of slope
 ``-c`` when the excess risk is drawn on a log scale against the step. :func:`fit_rate`
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RateFit", "fit_rate", "predicted_slope"]
+__all__ = ["RateFit", "fit_rate"]
 
 
 @dataclass(frozen=True)
@@ -101,14 +101,3 @@ def fit_rate(
     )
 
 
-def predicted_slope(lr: float, *, noisy: bool, n_triggers: int = 1) -> float:
-    """The book's predicted slope of ``log(excess)`` per step under normalised GD.
-
-    Noisy: ``Λ_t = η t`` so the slope is ``-η``. Noiseless with ``|Q|`` balanced triggers:
-    ``λ_k(t) = η t / √|Q|``, slope ``-η/√|Q|``.
-    """
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if n_triggers < 1:
-        raise ValueError(f"n_triggers must be >= 1, got {n_triggers}")
-    return -lr if noisy else -lr / math.sqrt(n_triggers)

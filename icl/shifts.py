@@ -1,9 +1,9 @@
-"""Test-time distribution shifts of the recall task (spec section 6; the book's own, [D]).
+"""Test-time distribution shifts of the recall task (the model page §6; the book's own, [D]).
 
 A :class:`Shift` names a change of the test distribution (a longer or shorter context,
 another filler law, the pair at the very start or end, distractor pairs, another noise
 level ``α_test``, unseen outputs) and carries the prediction the book derives for the
-Bayes-optimal construction (spec section 4, linear or ReLU attention, ``Λ ≥ 0``).
+Bayes-optimal construction (the model page §4, linear or ReLU attention, ``Λ ≥ 0``).
 
 The book's derivation. The construction's logits are ``ξ_y = Λ``, ``ξ_τ = γ + Λ`` and 0
 elsewhere, whatever the context holds besides the ``(q, y)`` pair, the ``(q, τ)`` pair
@@ -33,22 +33,20 @@ import numpy as np
 import torch
 
 from .bayes import bayes_risk, kl_bernoulli
+from .closed_forms import closed_form_loss
+from .losses import expected_loss
 from .model import OneLayerTransformer
 from .task import RecallBatch, RecallTask, make_generator, sample_sequences
 from .task import check_task as _check_task
-from .train import expected_loss
 
 __all__ = [
     "SHIFT_KEYS",
-    "attention_on_output",
     "Shift",
     "ShiftResult",
     "ShiftRow",
-    "construction_loss",
     "context_free_risk",
     "evaluate_shift",
     "ood_only_filler",
-    "probability_by_role",
     "relabel_outputs",
     "shift_batch",
     "shift_table",
@@ -66,35 +64,6 @@ def _check_n(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer (number of test sequences), got {n!r}")
     return n
-
-
-def construction_loss(task: RecallTask, Lambda, alpha_test: float | None = None):
-    """Loss of the construction (linear/ReLU, ``Λ ≥ 0``) trained for ``task``, tested at ``α_t``.
-
-    ``L(Λ; α_t) = log(1 + e^γ + (N-2) e^{-Λ}) - α_t γ`` with ``γ = log(α/(1-α))`` of the
-    training task (noisy); noiseless: ``mean_k log(1 + (N-1) e^{-λ_k})`` (``α_t`` must be
-    ``None`` or 0). Vectorised over ``Lambda``. At ``α_t = α`` it is
-    :func:`icl.closed_form_loss`.
-    """
-    task = _check_task(task)
-    lam = np.asarray(Lambda, dtype=np.float64)
-    if not bool(np.all(np.isfinite(lam))):
-        raise ValueError(f"Lambda must be finite, got {Lambda!r}")
-    N = task.vocab_size
-    if not task.noisy:
-        if alpha_test not in (None, 0, 0.0):
-            raise ValueError(
-                f"alpha_test={alpha_test!r} needs a noisy training task (task.alpha > 0)"
-            )
-        per = np.log1p((N - 1) * np.exp(-lam))
-        out = per if lam.ndim == 0 else per.mean(axis=-1)
-        return float(out) if np.ndim(out) == 0 else out
-    a_t = task.alpha if alpha_test is None else float(alpha_test)
-    if not 0.0 <= a_t < 1.0:
-        raise ValueError(f"alpha_test must lie in [0, 1), got {alpha_test}")
-    g = math.log(task.alpha / (1.0 - task.alpha))
-    out = np.log1p(math.exp(g) + (N - 2) * np.exp(-lam)) - a_t * g
-    return float(out) if np.ndim(out) == 0 else out
 
 
 @dataclass(frozen=True)
@@ -141,20 +110,21 @@ class Shift:
         ``0`` for every shift but the α shift, where it is
         ``H_b(α_t) + KL(Ber(α_t) ‖ Ber(α)) - H_b(α) = -(α_t - α) γ``.
         """
-        a_t = self.alpha_test(task)
-        if a_t == task.alpha:
+        a_test = self.alpha_test(task)
+        if a_test == task.alpha:
             return 0.0
-        return bayes_risk(a_t) + kl_bernoulli(a_t, task.alpha) - bayes_risk(task.alpha)
+        return bayes_risk(a_test) + kl_bernoulli(a_test, task.alpha) - bayes_risk(task.alpha)
 
     def predicted_loss(self, task: RecallTask, Lambda) -> float:
-        """Loss of the construction at ``Λ`` under this shift (:func:`construction_loss`)."""
+        """Loss of the construction at ``Λ`` under this shift (:func:`icl.closed_form_loss`
+        at the shift's test-time ``α``)."""
         a = self.kwargs.get("alpha")
-        return construction_loss(task, Lambda, None if a is None else float(a))
+        return closed_form_loss(task, Lambda, alpha_test=None if a is None else float(a))
 
     def limit_loss(self, task: RecallTask) -> float:
         """``Λ → ∞`` limit of :meth:`predicted_loss`: ``H_b(α_t) + KL(Ber(α_t) ‖ Ber(α))``."""
-        a_t = self.alpha_test(task)
-        return bayes_risk(a_t) + (kl_bernoulli(a_t, task.alpha) if task.noisy else 0.0)
+        a_test = self.alpha_test(task)
+        return bayes_risk(a_test) + (kl_bernoulli(a_test, task.alpha) if task.noisy else 0.0)
 
 
 def zipf_filler(task: RecallTask, exponent: float = 1.0) -> torch.Tensor:
@@ -263,15 +233,15 @@ def standard_shifts(task: RecallTask) -> list[Shift]:
                 )
             )
     if task.noisy:
-        for a_t in (0.2, 0.8):
-            if a_t != task.alpha:
-                kl = kl_bernoulli(a_t, task.alpha)
+        for a_test in (0.2, 0.8):
+            if a_test != task.alpha:
+                kl = kl_bernoulli(a_test, task.alpha)
                 shifts.append(
                     Shift(
-                        f"alpha_test={a_t}",
-                        f"target = tau with probability {a_t}",
-                        f"excess grows by KL(Ber({a_t})||Ber({task.alpha})) = {kl:.4f}",
-                        {"alpha": a_t},
+                        f"alpha_test={a_test}",
+                        f"target = tau with probability {a_test}",
+                        f"excess grows by KL(Ber({a_test})||Ber({task.alpha})) = {kl:.4f}",
+                        {"alpha": a_test},
                     )
                 )
     shifts.append(
@@ -326,8 +296,8 @@ def evaluate_shift(
     if model.task != task:
         raise ValueError(f"model was built for {model.task}, not {task}")
     batch = shift_batch(task, shift, n, seed)
-    a_t = shift.alpha_test(task)
-    per = expected_loss(model(batch.tokens).xi, batch, a_t, task.noise_token).numpy()
+    a_test = shift.alpha_test(task)
+    per = expected_loss(model(batch.tokens).xi, batch, a_test, task.noise_token).numpy()
     se = float(per.std(ddof=1) / math.sqrt(len(per))) if len(per) > 1 else 0.0
     return ShiftResult(shift.name, float(per.mean()), se, shift.bayes_risk(task), per)
 
@@ -401,39 +371,6 @@ def shift_table(
     return rows
 
 
-@torch.no_grad()
-def probability_by_role(model: OneLayerTransformer, batch: RecallBatch) -> dict[str, float]:
-    """Mean predicted probability mass per token role on ``batch``.
-
-    Keys: ``y`` (the clean output), ``τ``, ``O∖y`` (training outputs other than ``y``),
-    ``OOD∖y`` (unseen outputs other than ``y``), ``Q`` (triggers). They sum to 1.
-    On unseen-output sequences a model that bets on the training outputs puts its mass
-    on ``O∖y``: the reason its loss can exceed ``log N``.
-    """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
-    task = model.task
-    p = torch.softmax(model(batch.tokens).xi.double(), dim=-1)
-    rows = torch.arange(batch.batch_size)
-    is_y = torch.zeros_like(p, dtype=torch.bool)
-    is_y[rows, batch.outputs] = True
-
-    def mass(tokens: torch.Tensor) -> float:
-        mask = torch.zeros(task.vocab_size, dtype=torch.bool)
-        mask[tokens] = True
-        return float((p * (mask[None, :] & ~is_y)).sum(1).mean())
-
-    return {
-        "y": float(p[rows, batch.outputs].mean()),
-        "τ": float(p[:, task.noise_token].mean()),
-        "O∖y": mass(task.outputs),
-        "OOD∖y": mass(task.ood_outputs),
-        "Q": mass(task.triggers),
-    }
-
-
 def shift_table_markdown(rows: Sequence[ShiftRow], shifts: Sequence[Shift], digits: int = 3) -> str:
     """A Markdown table: one line per shift (its prediction, then per model the measured
     loss and ✓/✗ against ``predicted ± tol``)."""
@@ -454,23 +391,6 @@ def shift_table_markdown(rows: Sequence[ShiftRow], shifts: Sequence[Shift], digi
                 out.append(f"{r.measured:.{digits}f} {mark}")
         lines.append("| " + " | ".join(out) + " |")
     return "\n".join(lines)
-
-
-@torch.no_grad()
-def attention_on_output(model: OneLayerTransformer, batch: RecallBatch) -> float:
-    """Mean attention weight ``a_h`` on the position holding ``y`` (``h = p + 1``).
-
-    Compared between a batch and its :func:`relabel_outputs`, it tells whether the
-    attention (the *where*) carries over to unseen outputs, separately from the value
-    and feed-forward paths (the *what*).
-    """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch) or bool((batch.pair_pos < 0).any()):
-        raise ValueError("batch must be an icl.RecallBatch with the (q, y) pair in every sequence")
-    _, a = model.scores(batch.tokens)
-    rows = torch.arange(batch.batch_size)
-    return float(a[rows, batch.pair_pos + 1].double().mean())
 
 
 def context_free_risk(task: RecallTask) -> float:

@@ -1,4 +1,4 @@
-"""The in-context recall task (spec section 1, the authors' protocol [E]).
+"""The in-context recall task (the model page §1, the authors' protocol [E]).
 
 Vocabulary ``{0, …, N-1}`` with roles
 
@@ -17,7 +17,7 @@ uniform position ``p`` with ``p + 1 ≤ H - 1``; in the noisy task (``α > 0``, 
 trigger ``q = 0``) a ``(q, τ)`` pair is planted at ``p'`` with ``|p' - p| ≥ 2`` and the
 target is ``τ`` with probability ``α``, else ``y``.
 
-Positions in code are 0-based: the spec's ``p`` is ``pair_pos + 1``.
+Positions in code are 0-based: the book's ``p`` is ``pair_pos + 1``.
 Sampling is vectorised over the batch: no Python loop over sequences or positions.
 """
 
@@ -26,6 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+from .constants import rate_constant as _rate_constant
+from .constants import resolve_gamma
+from .validate import check_int
 
 __all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
 
@@ -103,17 +107,10 @@ class RecallBatch:
         )
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
 
 @dataclass(frozen=True)
 class RecallTask:
-    """The in-context recall task of the paper's experiments (spec section 1).
+    """The in-context recall task of the paper's experiments (the model page §1).
 
     Parameters
     ----------
@@ -137,10 +134,10 @@ class RecallTask:
     _filler_low: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        N = _check_int("vocab_size", self.vocab_size, 1)
-        nq = _check_int("n_triggers", self.n_triggers, 1)
-        no = _check_int("n_outputs", self.n_outputs, 1)
-        _check_int("seq_len", self.seq_len, 4)
+        N = check_int("vocab_size", self.vocab_size, minimum=1)
+        nq = check_int("n_triggers", self.n_triggers, minimum=1)
+        no = check_int("n_outputs", self.n_outputs, minimum=1)
+        check_int("seq_len", self.seq_len, minimum=4)
         if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool):
             raise ValueError(f"alpha must be a float in [0, 1), got {self.alpha!r}")
         if not (0.0 <= float(self.alpha) < 1.0):
@@ -164,6 +161,16 @@ class RecallTask:
     def noisy(self) -> bool:
         """``True`` when ``α > 0`` (single trigger, planted ``(q, τ)`` pair)."""
         return self.alpha > 0
+
+    @property
+    def gamma(self) -> float:
+        """``γ = log(α/(1-α))``, the log-odds of the noise (``0`` for the noiseless task)."""
+        return resolve_gamma(self.alpha)
+
+    @property
+    def rate_constant(self) -> float:
+        """``C`` in ``L(Λ) - H_b(α) = log(1 + C e^{-Λ})``: ``(N-2)(1-α)``, or ``N-1`` noiseless."""
+        return _rate_constant(self.vocab_size, self.alpha)
 
     @property
     def triggers(self) -> torch.Tensor:
@@ -226,7 +233,7 @@ class RecallTask:
         generator: torch.Generator | None = None,
         ood: bool = False,
     ) -> RecallBatch:
-        """Draw ``batch_size`` sequences following spec section 1 to the letter.
+        """Draw ``batch_size`` sequences following the model page §1 to the letter.
 
         ``ood=True`` draws the clean output ``y`` from the OOD outputs instead of ``O``.
         Pass a ``seed`` (an int) or a ``torch.Generator``; the same seed gives the same
@@ -289,8 +296,8 @@ def sample_sequences(
 ) -> RecallBatch:
     """The sampler behind :meth:`RecallTask.sample`, with the knobs of the shift tests.
 
-    With the defaults it follows spec section 1 exactly. The extra keywords build the
-    book's own variants (spec section 6, [D]):
+    With the defaults it follows the model page §1 exactly. The extra keywords build the
+    book's own variants (the model page §6, [D]):
 
     alpha
         the test-time noise level (the task's ``α`` when ``None``); needs a noisy task.
@@ -307,8 +314,8 @@ def sample_sequences(
     seq_len
         another context length ``H`` (the task's when ``None``).
     """
-    B = _check_int("batch_size", batch_size, 1)
-    H = task.seq_len if seq_len is None else _check_int("seq_len", seq_len, 4)
+    B = check_int("batch_size", batch_size, minimum=1)
+    H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
     N = task.vocab_size
     g = make_generator(seed, generator)
     a = task.alpha if alpha is None else float(alpha)
@@ -321,7 +328,7 @@ def sample_sequences(
         raise ValueError(f"seq_len={H} is too short for the noisy task: need seq_len >= 6")
     if not 0.0 <= plant_prob <= 1.0:
         raise ValueError(f"plant_prob must lie in [0, 1], got {plant_prob}")
-    n_distractors = _check_int("n_distractors", n_distractors, 0)
+    n_distractors = check_int("n_distractors", n_distractors, minimum=0)
     if n_distractors and task.n_triggers < 2:
         raise ValueError("distractor pairs need at least two triggers (n_triggers >= 2)")
 

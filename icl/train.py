@@ -1,4 +1,4 @@
-"""Training by (normalised) gradient descent (spec section 5.1, the authors' protocol [E]).
+"""Training by (normalised) gradient descent (the model page §5.1, the authors' protocol [E]).
 
 The optimiser of the experiments is plain SGD without momentum or weight decay,
 normalised per parameter tensor: every gradient tensor is divided by its own Frobenius
@@ -23,62 +23,10 @@ import torch
 
 from .bayes import bayes_risk
 from .model import OneLayerTransformer
+from .roles import evaluate
 from .task import RecallBatch, RecallTask, make_generator
 
-__all__ = ["History", "evaluate", "expected_loss", "normalized_step", "train"]
-
-
-def expected_loss(
-    logits: torch.Tensor, batch: RecallBatch | torch.Tensor, alpha: float, noise_token: int
-) -> torch.Tensor:
-    """Per-sequence loss with the target noise integrated out, ``[B]``.
-
-    ``E[-log p(z_{H+1}) | z_{1:H}] = -(1-α) log p(y) - α log p(τ)``: an unbiased,
-    lower-variance estimate of the population loss (the draw of the target is averaged
-    analytically instead of sampled). ``batch`` is a :class:`RecallBatch` or the clean
-    outputs ``y`` themselves (``[B]``). Computed in float64.
-    """
-    outputs = batch.outputs if isinstance(batch, RecallBatch) else batch
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    ly = logp.gather(1, outputs[:, None]).squeeze(1)
-    out = -(1.0 - alpha) * ly
-    if alpha > 0:
-        out = out - alpha * logp[:, noise_token]
-    return out
-
-
-@torch.no_grad()
-def evaluate(
-    model: OneLayerTransformer, batch: RecallBatch, alpha: float | None = None
-) -> dict[str, float]:
-    """Metrics of ``model`` on ``batch``.
-
-    Returns ``loss`` (target noise integrated out, :func:`expected_loss`), ``sampled_loss``
-    (cross-entropy against ``batch.targets``), ``p_y`` and ``p_tau`` (mean probability of
-    the clean output and of ``τ``), and the role split of the logits: ``xiA_y`` and
-    ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``), ``xiF_tau`` and
-    ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
-    """
-    task = model.task
-    a = task.alpha if alpha is None else float(alpha)
-    out = model(batch.tokens)
-    xi, xi_A, xi_F = (t.double() for t in out)
-    rows = torch.arange(batch.batch_size)
-    tau = task.noise_token
-    prob = torch.softmax(xi, dim=-1)
-    logp = torch.log_softmax(xi, dim=-1)
-    not_y = torch.ones_like(xi_A, dtype=torch.bool)
-    not_y[rows, batch.outputs] = False
-    return {
-        "loss": float(expected_loss(xi, batch, a, tau).mean()),
-        "sampled_loss": float(-logp[rows, batch.targets].mean()),
-        "p_y": float(prob[rows, batch.outputs].mean()),
-        "p_tau": float(prob[:, tau].mean()),
-        "xiA_y": float(xi_A[rows, batch.outputs].mean()),
-        "xiA_other": float(xi_A.masked_fill(~not_y, -math.inf).max(1).values.mean()),
-        "xiF_tau": float(xi_F[:, tau].mean()),
-        "xiF_other": float(torch.cat([xi_F[:, :tau], xi_F[:, tau + 1 :]], 1).max(1).values.mean()),
-    }
+__all__ = ["History", "normalized_step", "train"]
 
 
 @torch.no_grad()

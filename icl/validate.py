@@ -100,12 +100,26 @@ def check_real(
     if math.isnan(v):
         raise ValueError(f"{name} must be a number, got NaN")
     if finite and math.isinf(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    if low is not None and (v <= low if low_open else v < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {v:g}")
-    if high is not None and (v >= high if high_open else v > high):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high:g}, got {v:g}")
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    too_low = low is not None and (v <= low if low_open else v < low)
+    too_high = high is not None and (v >= high if high_open else v > high)
+    if too_low or too_high:
+        raise ValueError(f"{name} must {_range_text(low, high, low_open, high_open)}, got {v:g}")
     return v
+
+
+def _range_text(
+    low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> str:
+    """``lie in [0, 1)``, ``be positive``, ``be >= 1``, …: what a range allows, in words."""
+    if low is not None and high is not None:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        return f"lie in {left}{low:g}, {high:g}{right}"
+    if low is not None:
+        if low == 0:
+            return "be positive" if low_open else "be non-negative"
+        return f"be {'>' if low_open else '>='} {low:g}"
+    return f"be {'<' if high_open else '<='} {high:g}"
 
 
 def check_probability(

@@ -70,16 +70,18 @@ def test_kl_bernoulli_zero_positive_infinite():
 
 
 def test_hoeffding_radius_values_and_errors():
-    assert icl.hoeffding_radius(1, 0.5) == pytest.approx(math.sqrt(math.log(4) / 2))
-    assert icl.hoeffding_radius(2048, 0.05) == pytest.approx(
+    assert icl.bayes.hoeffding_radius(1, 0.5) == pytest.approx(math.sqrt(math.log(4) / 2))
+    assert icl.bayes.hoeffding_radius(2048, 0.05) == pytest.approx(
         math.sqrt(math.log(40) / 4096), rel=1e-12
     )
-    assert icl.hoeffding_radius(400, 0.1) == pytest.approx(icl.hoeffding_radius(100, 0.1) / 2)
+    assert icl.bayes.hoeffding_radius(400, 0.1) == pytest.approx(
+        icl.bayes.hoeffding_radius(100, 0.1) / 2
+    )
     with pytest.raises(ValueError, match="m"):
-        icl.hoeffding_radius(0, 0.1)
+        icl.bayes.hoeffding_radius(0, 0.1)
     for bad in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match="delta"):
-            icl.hoeffding_radius(10, bad)
+            icl.bayes.hoeffding_radius(10, bad)
 
 
 # ------------------------------------------------------------------------ recover_output
@@ -90,19 +92,19 @@ def test_hoeffding_radius_values_and_errors():
 def test_recover_output_reads_y(alpha, ood):
     task = icl.RecallTask(alpha=alpha, seq_len=32)
     batch = task.sample(500, seed=3, ood=ood)
-    assert torch.equal(icl.recover_output(task, batch.tokens), batch.outputs)
+    assert torch.equal(icl.bayes.recover_output(task, batch.tokens), batch.outputs)
 
 
 def test_recover_output_missing_pair_and_bad_tokens():
     task = icl.RecallTask(alpha=0.2, seq_len=16)
-    batch = icl.sample_sequences(task, 400, seed=1, plant_prob=0.5)
-    y = icl.recover_output(task, batch.tokens)
+    batch = icl.task.sample_sequences(task, 400, seed=1, plant_prob=0.5)
+    y = icl.bayes.recover_output(task, batch.tokens)
     missing = batch.pair_pos < 0
     assert bool(missing.any()) and bool((~missing).any())
     assert bool((y[missing] == -1).all())
     assert torch.equal(y[~missing], batch.outputs[~missing])
     with pytest.raises(ValueError, match="token ids"):
-        icl.recover_output(task, torch.full((2, 8), 99))
+        icl.bayes.recover_output(task, torch.full((2, 8), 99))
 
 
 # ---------------------------------------------------------------------------- Monte Carlo
@@ -210,23 +212,29 @@ def test_n_candidate_outputs():
 @pytest.mark.parametrize("ood", [False, True])
 def test_planted_variant_log_probs_is_a_law(alpha, ood):
     task = icl.RecallTask(alpha=alpha, seq_len=20)
-    batch = icl.sample_sequences(task, 300, seed=2, plant_prob=0.5, ood=ood)
+    batch = icl.task.sample_sequences(task, 300, seed=2, plant_prob=0.5, ood=ood)
     logp = planted_variant_log_probs(task, batch.tokens, ood=ood)
     assert torch.allclose(logp.exp().sum(1), torch.ones(300, dtype=torch.float64))
     found = batch.pair_pos >= 0
     k = n_candidate_outputs(task, ood)
     # found: mass 1-alpha on y; missing: (1-alpha)/K on each candidate
     rows = found.nonzero().squeeze(1)
-    assert torch.allclose(logp[rows, batch.outputs[rows]].exp(),
-                          torch.full((len(rows),), 1 - alpha, dtype=torch.float64))
+    assert torch.allclose(
+        logp[rows, batch.outputs[rows]].exp(),
+        torch.full((len(rows),), 1 - alpha, dtype=torch.float64),
+    )
     miss = (~found).nonzero().squeeze(1)
-    assert torch.allclose(logp[miss, batch.outputs[miss]].exp(),
-                          torch.full((len(miss),), (1 - alpha) / k, dtype=torch.float64))
+    assert torch.allclose(
+        logp[miss, batch.outputs[miss]].exp(),
+        torch.full((len(miss),), (1 - alpha) / k, dtype=torch.float64),
+    )
     assert bool(torch.isfinite(planted_variant_losses(task, batch, ood=ood)).all())
 
 
-@pytest.mark.parametrize(("alpha", "rho", "ood"),
-                         [(0.2, 0.5, False), (0.2, 0.3, True), (0.0, 0.6, True), (0.6, 0.0, False)])
+@pytest.mark.parametrize(
+    ("alpha", "rho", "ood"),
+    [(0.2, 0.5, False), (0.2, 0.3, True), (0.0, 0.6, True), (0.6, 0.0, False)],
+)
 def test_mc_planted_variant_risk_formula(alpha, rho, ood):
     task = icl.RecallTask(alpha=alpha, seq_len=24)
     k = n_candidate_outputs(task, ood)

@@ -42,7 +42,7 @@ def test_kl_array_matches_scalar_kl():
 def test_hoeffding_kl_bound_dominates_every_alpha_hat_in_the_radius(alpha, m):
     delta = 0.05
     bound = Fi.hoeffding_kl_bound(alpha, m, delta)
-    r = icl.hoeffding_radius(m, delta)
+    r = icl.bayes.hoeffding_radius(m, delta)
     k = np.arange(1, m)
     inside = k[np.abs(k / m - alpha) <= r]
     kl = Fi.kl_bernoulli_array(alpha, inside / m)
@@ -61,7 +61,7 @@ def test_hoeffding_kl_bound_vectorised_and_decreasing():
     assert b.shape == (4,) and np.all(np.diff(b) < 0)
     np.testing.assert_allclose(b, [Fi.hoeffding_kl_bound(0.2, int(m), 0.05) for m in ms])
     # at large m the bound is the quadratic r²/(2α(1-α)) to leading order
-    r = icl.hoeffding_radius(4096, 0.05)
+    r = icl.bayes.hoeffding_radius(4096, 0.05)
     assert b[-1] == pytest.approx(r**2 / (2 * 0.2 * 0.8), rel=0.1)
 
 
@@ -131,9 +131,9 @@ def test_sweep_shapes():
 def test_role_split_on_the_construction():
     """The construction: attention carries y, the feed-forward path τ (via Ẽ(q) in A)."""
     c = icl.construct(TASK, 5.0, dtype=torch.float64)
-    net = c.model()
+    net = icl.OneLayerTransformer.from_construction(c)
     batch = TASK.sample(64, seed=2)
-    r = Fi.role_split(net, batch)
+    r = icl.roles.role_split(net, batch)
     assert r["A_y"] == pytest.approx(5.0) and r["A_rest"] == pytest.approx(0.0, abs=1e-12)
     assert r["A_tau"] == pytest.approx(0.0, abs=1e-12)
     gamma = math.log(0.2 / 0.8)

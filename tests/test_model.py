@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import icl
-from icl.model import embed
+from icl.architecture import embed
 
 TASKS = {"noiseless": icl.RecallTask(seq_len=32), "noisy": icl.RecallTask(seq_len=32, alpha=0.3)}
 GRID = list(itertools.product(TASKS, icl.ATTENTIONS, icl.FAMILIES, (0, 1)))

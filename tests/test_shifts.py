@@ -49,7 +49,7 @@ def test_shift_batches_are_valid(task):
         assert bool((b.tokens[rows, b.pair_pos] == q).all())
         assert bool((b.tokens[rows, b.pair_pos + 1] == b.outputs).all())
         # y is readable from the context (no other q followed by a non-tau token)
-        assert torch.equal(icl.recover_output(task, b.tokens), b.outputs)
+        assert torch.equal(icl.bayes.recover_output(task, b.tokens), b.outputs)
         pool = task.ood_outputs if s.kwargs.get("ood") else task.outputs
         assert bool(torch.isin(b.outputs, pool).all())
         if s.kwargs.get("pair_position") == "start":
@@ -97,7 +97,9 @@ def test_alpha_shift_targets_follow_alpha_test():
 def test_construction_invariant_under_shifts(Lambda, attention):
     """Every shift but alpha leaves the construction's loss at its closed form, at every Λ;
     the alpha shift moves it by exactly H_b(α_t) + KL(α_t‖α) - H_b(α)."""
-    net = icl.construct(NOISY, Lambda, attention=attention).model()
+    net = icl.OneLayerTransformer.from_construction(
+        icl.construct(NOISY, Lambda, attention=attention)
+    )
     closed = icl.closed_form_loss(NOISY, Lambda)
     for s in S.standard_shifts(NOISY):
         r = S.evaluate_shift(net, NOISY, s, n=256, seed=5)
@@ -117,7 +119,7 @@ def test_construction_invariant_under_shifts(Lambda, attention):
 
 
 def test_noiseless_construction_invariant():
-    net = icl.construct(NOISELESS, 30.0).model()
+    net = icl.OneLayerTransformer.from_construction(icl.construct(NOISELESS, 30.0))
     closed = icl.closed_form_loss(NOISELESS, 30.0)
     for s in S.standard_shifts(NOISELESS):
         assert S.evaluate_shift(net, NOISELESS, s, n=128, seed=2).loss == pytest.approx(
@@ -128,20 +130,25 @@ def test_noiseless_construction_invariant():
 def test_construction_loss_formula():
     for a_t in (0.0, 0.2, 0.5, 0.9):
         for lam in (0.0, 3.0):
-            net = icl.construct(NOISY, lam).model()
+            net = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, lam))
             b = NOISY.sample(64, seed=0)
             meas = icl.evaluate(net, b, alpha=a_t)["loss"]
-            assert S.construction_loss(NOISY, lam, a_t) == pytest.approx(meas, abs=1e-10)
-    assert S.construction_loss(NOISY, 5.0) == pytest.approx(icl.closed_form_loss(NOISY, 5.0))
-    assert S.construction_loss(NOISELESS, 5.0) == pytest.approx(
+            assert icl.closed_form_loss(NOISY, lam, alpha_test=a_t) == pytest.approx(
+                meas, abs=1e-10
+            )
+    # alpha_test defaults to the training alpha (noiseless: 0)
+    assert icl.closed_form_loss(NOISY, 5.0, alpha_test=NOISY.alpha) == pytest.approx(
+        icl.closed_form_loss(NOISY, 5.0)
+    )
+    assert icl.closed_form_loss(NOISELESS, 5.0, alpha_test=0.0) == pytest.approx(
         icl.closed_form_loss(NOISELESS, 5.0)
     )
-    assert S.construction_loss(NOISY, [1.0, 2.0]).shape == (2,)
+    assert icl.closed_form_loss(NOISY, [1.0, 2.0], alpha_test=0.5).shape == (2,)
 
 
 def test_shift_table_passes_for_construction_and_can_fail():
     shifts = S.standard_shifts(NOISY)
-    good = icl.construct(NOISY, 10.0).model()
+    good = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 10.0))
     rows = S.shift_table({"construction": good}, NOISY, shifts, n=128, seed=0)
     assert len(rows) == len(shifts) and all(r.passed for r in rows)
     # A model at zero predicts uniformly: its loss ignores α_t, so the α shift's predicted
@@ -174,26 +181,36 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="model must"):
         S.evaluate_shift("model", NOISY, S.standard_shifts(NOISY)[0])
     with pytest.raises(ValueError, match="built for"):
-        S.evaluate_shift(icl.construct(NOISELESS, 1.0).model(), NOISY, S.standard_shifts(NOISY)[0])
+        S.evaluate_shift(
+            icl.OneLayerTransformer.from_construction(icl.construct(NOISELESS, 1.0)),
+            NOISY,
+            S.standard_shifts(NOISY)[0],
+        )
     with pytest.raises(ValueError, match="alpha_test"):
-        S.construction_loss(NOISELESS, 1.0, 0.3)
+        icl.closed_form_loss(NOISELESS, 1.0, alpha_test=0.3)
     with pytest.raises(ValueError, match="alpha_test"):
-        S.construction_loss(NOISY, 1.0, 1.0)
+        icl.closed_form_loss(NOISY, 1.0, alpha_test=1.0)
     with pytest.raises(ValueError, match="exponent"):
         S.zipf_filler(NOISY, 0.0)
     with pytest.raises(ValueError, match="pair"):
-        S.relabel_outputs(NOISY, icl.sample_sequences(NOISY, 8, seed=0, plant_prob=0.0), seed=0)
+        S.relabel_outputs(
+            NOISY, icl.task.sample_sequences(NOISY, 8, seed=0, plant_prob=0.0), seed=0
+        )
     with pytest.raises(ValueError, match="'none'"):
-        S.shift_table({"m": icl.construct(NOISY, 1.0).model()}, NOISY, S.standard_shifts(NOISY)[1:])
+        S.shift_table(
+            {"m": icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 1.0))},
+            NOISY,
+            S.standard_shifts(NOISY)[1:],
+        )
     with pytest.raises(ValueError, match="task must"):
         S.standard_shifts("task")
 
 
 def test_probability_attention_and_context_free():
     lam = 5.0
-    net = icl.construct(NOISY, lam).model()
+    net = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, lam))
     b = NOISY.sample(128, seed=0)
-    p = S.probability_by_role(net, b)
+    p = icl.roles.probability_by_role(net, b)
     assert sum(p.values()) == pytest.approx(1.0)
     g = net.gamma
     Z = math.exp(lam) * (1 + math.exp(g)) + NOISY.vocab_size - 2
@@ -201,15 +218,17 @@ def test_probability_attention_and_context_free():
     assert p["τ"] == pytest.approx(math.exp(lam + g) / Z)
     assert p["O∖y"] == pytest.approx((NOISY.n_outputs - 1) / Z)
     # linear construction: the score of the position holding y is Λ, for seen and unseen y
-    assert S.attention_on_output(net, b) == pytest.approx(lam)
-    assert S.attention_on_output(net, S.relabel_outputs(NOISY, b, seed=1)) == pytest.approx(lam)
+    assert icl.roles.attention_on_output(net, b) == pytest.approx(lam)
+    assert icl.roles.attention_on_output(net, S.relabel_outputs(NOISY, b, seed=1)) == pytest.approx(
+        lam
+    )
     # the context-free predictor (1-α)/|O| on each output, α on τ, has risk H_b + (1-α) log|O|
     assert S.context_free_risk(NOISY) == pytest.approx(icl.binary_entropy(0.2) + 0.8 * math.log(4))
     assert S.context_free_risk(NOISELESS) == pytest.approx(math.log(4))
     with pytest.raises(ValueError, match="batch"):
-        S.attention_on_output(net, b.tokens)
+        icl.roles.attention_on_output(net, b.tokens)
     with pytest.raises(ValueError, match="model"):
-        S.probability_by_role(None, b)
+        icl.roles.probability_by_role(None, b)
 
 
 def test_markdown_table_and_figures():
@@ -221,7 +240,12 @@ def test_markdown_table_and_figures():
     from icl.viz import generalization as viz
 
     shifts = S.standard_shifts(NOISY)
-    rows = S.shift_table({"c": icl.construct(NOISY, 10.0).model()}, NOISY, shifts, n=32)
+    rows = S.shift_table(
+        {"c": icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 10.0))},
+        NOISY,
+        shifts,
+        n=32,
+    )
     text = S.shift_table_markdown(rows, shifts)
     assert text.count("\n") == len(shifts) + 1 and "✓" in text and "✗" not in text
     assert isinstance(viz.plot_shift_deviations(rows), Figure)

@@ -10,8 +10,8 @@ import pytest
 import sympy as sp
 
 import icl
-from icl import symbolic as S
 from icl.montecarlo import agrees, mc_planted_variant_risk, n_candidate_outputs
+from icl.symbolic import bayes as S
 
 A = S.ALPHA
 

@@ -454,4 +454,4 @@ def _timed(f) -> float:
 
 
 def test_public_names() -> None:
-    assert icl.sample_sequences is sample_sequences and icl.RecallTask is RecallTask
+    assert icl.task.sample_sequences is sample_sequences and icl.RecallTask is RecallTask

@@ -45,7 +45,7 @@ def plot_bayes_risk_check(
     ----------
     alphas : the noise levels ``α`` where estimates were taken.
     estimates : ``{label: (means, standard errors)}``, one entry per split (ID, OOD).
-    risk_fn : vectorised ``α ↦ H_b(α)`` (e.g. :func:`icl.symbolic.bayes_risk_function`).
+    risk_fn : vectorised ``α ↦ H_b(α)`` (e.g. :func:`icl.symbolic.bayes.bayes_risk_function`).
     exact : values of :func:`icl.bayes_risk` at ``alphas`` (drawn as open squares).
     k : half-width of the error bars in standard errors.
 

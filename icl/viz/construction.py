@@ -1,7 +1,8 @@
 """Figures of chapter 3: the Bayes-optimal construction. Every function returns a Figure.
 
 The functions only draw: the notebook computes (and asserts) every number first, with
-:mod:`icl.construct`, :mod:`icl.softmax` and the network, then passes arrays here.
+:mod:`icl.construction`, :mod:`icl.closed_forms`, :mod:`icl.softmax_construction` and
+the network, then passes arrays here.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..task import RecallTask
+from .style import ROLE_COLORS
 
 __all__ = [
-    "ROLE_COLOURS",
     "plot_attention_scores",
     "plot_construction_loss",
     "plot_kappa0",
@@ -23,12 +24,6 @@ __all__ = [
     "plot_softmax_losses",
 ]
 
-ROLE_COLOURS = {
-    "triggers": "#4c72b0",
-    "outputs": "#55a868",
-    "ood_outputs": "#c9c9c9",
-    "noise_token": "#8172b3",
-}
 
 
 def _check_same_length(**arrays: Sequence[float]) -> None:
@@ -107,7 +102,7 @@ def plot_attention_scores(
             tau_pos + 1,
             s[tau_pos],
             "D",
-            color=ROLE_COLOURS["noise_token"],
+            color=ROLE_COLORS["noise_token"],
             ms=8,
             label=f"τ's position h = {tau_pos + 1} (Λ − Λ = 0)",
         )
@@ -121,7 +116,7 @@ def plot_attention_scores(
         axw.semilogy(h, w, ".", color="0.4", ms=3)
         axw.semilogy(y_pos + 1, w[y_pos], "*", color="#c44e52", ms=14)
         if tau_pos is not None:
-            axw.semilogy(tau_pos + 1, w[tau_pos], "D", color=ROLE_COLOURS["noise_token"], ms=8)
+            axw.semilogy(tau_pos + 1, w[tau_pos], "D", color=ROLE_COLORS["noise_token"], ms=8)
         axw.set_ylabel("softmax weight a_h")
     axes[-1, 0].set_xlabel("position h")
     fig.tight_layout()
@@ -151,7 +146,7 @@ def plot_logit_split(
             continue
         lo, hi = min(toks), max(toks)
         ax.axvspan(
-            lo - 0.5, hi + 0.5, color=ROLE_COLOURS[role], alpha=0.18, label=role.replace("_", " ")
+            lo - 0.5, hi + 0.5, color=ROLE_COLORS[role], alpha=0.18, label=role.replace("_", " ")
         )
     ax.bar(k - 0.2, a, width=0.4, color="#dd8452", label="ξ_A = U V A (attention)")
     ax.bar(k + 0.2, f, width=0.4, color="#4c72b0", label="ξ_F = U F (x_H + κA) (feed-forward)")

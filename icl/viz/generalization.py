@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..roles import RoleTable
 from ..shifts import ShiftRow
 from ..train import History
-from ..weights import RoleTable
 
 __all__ = [
     "plot_alpha_shift",
@@ -132,7 +132,7 @@ def plot_role_tables(
 def plot_copy_scores(scores: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
     """The copy scores ``V[k, k]`` by token role, one group of points per model.
 
-    ``scores`` maps a model label to the output of :func:`icl.weights.copy_scores`.
+    ``scores`` maps a model label to the output of :func:`icl.roles.copy_scores`.
     """
     if not scores:
         raise ValueError("scores must be a non-empty mapping {model: copy_scores(...)}")

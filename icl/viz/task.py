@@ -17,9 +17,9 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..laws import LawCheck, TargetCheck, TokenUsage
 from ..task import RecallBatch, RecallTask
+from .style import ROLE_COLORS, ROLE_LABELS
 
 __all__ = [
-    "ROLE_COLORS",
     "draw_sequence_panels",
     "draw_sequences",
     "plot_categorical_law",
@@ -30,15 +30,8 @@ __all__ = [
     "roles_markdown",
 ]
 
-#: cell colours by role (colour-blind-safe Okabe–Ito hues; filler in light grey)
-ROLE_COLORS: dict[str, str] = {
-    "filler": "#e4e4e4",
-    "trigger q": "#0072B2",
-    "clean output y": "#009E73",
-    "noise token τ": "#D55E00",
-    "other trigger q′": "#E69F00",
-}
-_ROLE_ORDER = list(ROLE_COLORS)
+#: the role of each cell code of :func:`role_codes` (0 filler, 1 q, 2 y, 3 τ, 4 other q′)
+_ROLE_ORDER = ["filler", "triggers", "outputs", "noise_token", "other_trigger"]
 _CMAP = ListedColormap([ROLE_COLORS[r] for r in _ROLE_ORDER])
 
 
@@ -62,7 +55,9 @@ def role_codes(task: RecallTask, batch: RecallBatch) -> torch.Tensor:
 
 
 def _legend_handles() -> list:
-    handles = [Patch(facecolor=c, edgecolor="none", label=r) for r, c in ROLE_COLORS.items()]
+    handles = [
+        Patch(facecolor=ROLE_COLORS[r], edgecolor="none", label=ROLE_LABELS[r]) for r in _ROLE_ORDER
+    ]
     handles.append(Patch(facecolor="white", edgecolor="black", linewidth=1.5,
                          label="last token $z_H = q$"))
     return handles
@@ -268,7 +263,7 @@ def plot_token_usage(task: RecallTask, usage: TokenUsage) -> Figure:
     ax.axvspan(ood[0] - 0.5, ood[-1] + 0.5, color="#f3e6c4", zorder=0,
                label=f"OOD outputs (ids {ood[0]} … {ood[-1]})")
     ax.bar(x - 0.2, usage.as_filler, width=0.4, color="#9a9a9a", label="as filler")
-    ax.bar(x + 0.2, usage.as_output, width=0.4, color=ROLE_COLORS["clean output y"],
+    ax.bar(x + 0.2, usage.as_output, width=0.4, color=ROLE_COLORS["outputs"],
            label="as clean output $y$")
     ax.set_yscale("log")
     ax.set_ylim(0.5, 20 * max(usage.as_filler.max(), usage.as_output.max(), 1))

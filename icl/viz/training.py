@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..rates import RateFit
 from ..train import History
+from .style import positive
 
 __all__ = [
     "plot_finite_sample",
@@ -27,11 +28,6 @@ __all__ = [
 Curve = tuple[Sequence[float], Sequence[float]]
 
 
-def _positive(t, y) -> tuple[np.ndarray, np.ndarray]:
-    t = np.asarray(t, dtype=float)
-    y = np.asarray(y, dtype=float)
-    keep = y > 0
-    return t[keep], y[keep]
 
 
 def plot_linear_rate(
@@ -49,9 +45,9 @@ def plot_linear_rate(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.2), squeeze=False)
     for ax, (title, (measured, theory, fits)) in zip(axes[0], panels.items(), strict=True):
         for label, (t, y) in measured.items():
-            ax.semilogy(*_positive(t, y), lw=2, alpha=0.8, label=label)
+            ax.semilogy(*positive(t, y), lw=2, alpha=0.8, label=label)
         for k, (label, (t, y)) in enumerate(theory.items()):
-            ax.semilogy(*_positive(t, y), ls="--", color=f"C{7 + k % 3}", lw=1.5, label=label)
+            ax.semilogy(*positive(t, y), ls="--", color=f"C{7 + k % 3}", lw=1.5, label=label)
         for label, fit in fits.items():
             tt = np.linspace(fit.t_min, fit.t_max, 50)
             ax.semilogy(tt, fit.line(tt), ls=":", color="k", lw=2.5,
@@ -120,13 +116,13 @@ def plot_normalized_vs_plain(
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2))
     for ax, loglog in zip(axes, (False, True), strict=True):
         for label, (t, y) in measured.items():
-            tt, yy = _positive(t, y)
+            tt, yy = positive(t, y)
             if loglog:
                 keep = tt > 0
                 tt, yy = tt[keep], yy[keep]
             ax.plot(tt, yy, lw=2.2, alpha=0.75, label=label)
         for k, (label, (t, y)) in enumerate(theory.items()):
-            tt, yy = _positive(t, y)
+            tt, yy = positive(t, y)
             if loglog:
                 keep = tt > 0
                 tt, yy = tt[keep], yy[keep]
@@ -157,13 +153,13 @@ def plot_training_curves(
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     for k, (label, h) in enumerate(histories.items()):
         t = h.step_array
-        ax.semilogy(*_positive(t, h.excess("pop")), color=f"C{k}", lw=2, label=label)
+        ax.semilogy(*positive(t, h.excess("pop")), color=f"C{k}", lw=2, label=label)
         axp.plot(t, h.array("p_y"), color=f"C{k}", lw=2, label=f"{label}: $P(y)$")
         if alpha > 0:
             axp.plot(t, h.array("p_tau"), color=f"C{k}", lw=2, ls="-.",
                      label=rf"{label}: $P(\tau)$")
     for k, (label, (t, y)) in enumerate((theory or {}).items()):
-        ax.semilogy(*_positive(t, y), ls="--", color=f"C{7 + k % 3}", lw=1.5, label=label)
+        ax.semilogy(*positive(t, y), ls="--", color=f"C{7 + k % 3}", lw=1.5, label=label)
     axp.axhline(1 - alpha, color="k", ls="--", lw=1, label=r"$1-\alpha$")
     if alpha > 0:
         axp.axhline(alpha, color="k", ls=":", lw=1, label=r"$\alpha$")

@@ -1,4 +1,4 @@
-"""The Bayes-optimal construction (spec section 4: [E] for its form, [D] for its analysis).
+"""The Bayes-optimal construction (the model page §4: [E] for its form, [D] for its analysis).
 
 Noiseless, triggers ``Q``:   ``W = Σ_k λ_k E(k) Ẽ(k)^T``,  ``V = I``,  ``ξ = ξ_A`` (``F = 0``).
 
@@ -22,32 +22,16 @@ Two variants are the book's own:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from .bayes import bayes_risk
-from .model import (
-    OneLayerTransformer,
-    check_attention,
-    check_d_model,
-    check_kappa,
-    resolve_gamma,
-)
-from .task import RecallBatch, RecallTask
+from .architecture import check_attention, check_d_model, check_kappa
+from .constants import resolve_gamma
+from .task import RecallTask
 
-__all__ = [
-    "Construction",
-    "closed_form_excess",
-    "closed_form_logits",
-    "closed_form_loss",
-    "construct",
-    "construction_matrices",
-    "softmax_unscaled_floor",
-]
+__all__ = ["Construction", "construct", "construction_matrices"]
 
 
 def construction_matrices(
@@ -105,7 +89,11 @@ def construction_matrices(
 
 @dataclass(frozen=True)
 class Construction:
-    """The construction's matrices and settings; :meth:`model` loads them into a network."""
+    """The construction's matrices and settings.
+
+    :meth:`icl.OneLayerTransformer.from_construction` loads them into a network; the
+    closed forms of its loss are in :mod:`icl.closed_forms`.
+    """
 
     task: RecallTask
     attention: str
@@ -115,22 +103,6 @@ class Construction:
     W: torch.Tensor
     V: torch.Tensor
     F: torch.Tensor
-
-    def model(self) -> OneLayerTransformer:
-        """An ``origin``-family network whose ``W, V, F`` are the construction's."""
-        net = OneLayerTransformer(
-            self.task,
-            attention=self.attention,
-            family="origin",
-            kappa=self.kappa,
-            d_model=self.W.shape[0],
-            dtype=self.W.dtype,
-        )
-        with torch.no_grad():
-            net.W.copy_(self.W)
-            net.V.copy_(self.V)
-            net.F.copy_(self.F)
-        return net
 
 
 def construct(
@@ -146,12 +118,12 @@ def construct(
     scaled: bool | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Construction:
-    """The Bayes-optimal parameters of spec section 4 at a given ``Λ`` (or ``λ``).
+    """The Bayes-optimal parameters of the model page §4 at a given ``Λ`` (or ``λ``).
 
     Noisy task: pass ``Lambda``. Noiseless task: pass ``lambdas`` (one per trigger) or a
     scalar ``Lambda`` shared by all triggers.
     """
-    g = resolve_gamma(task, gamma, alpha_hat)
+    g = resolve_gamma(task.alpha, gamma, alpha_hat)
     if task.noisy:
         if lambdas is not None or Lambda is None:
             raise ValueError("the noisy task takes a scalar Lambda (and no lambdas)")
@@ -171,89 +143,3 @@ def construct(
     return Construction(task, attention, check_kappa(kappa), g, scale, W, V, F)
 
 
-def closed_form_loss(
-    task: RecallTask,
-    Lambda,
-    *,
-    gamma: float | None = None,
-    alpha_hat: float | None = None,
-) -> np.ndarray | float:
-    """Population loss of the construction with linear/ReLU attention (the book's [D]).
-
-    Noisy: ``L(Λ) = log(1 + e^γ + (N-2) e^{-Λ}) - α γ``, which at ``γ = log(α/(1-α))``
-    equals ``H_b(α) + log(1 + (N-2)(1-α) e^{-Λ})``; with a plug-in ``α̂`` it tends to
-    ``H_b(α) + KL(Ber(α) ‖ Ber(α̂))``. Noiseless: ``mean_k log(1 + (N-1) e^{-λ_k})``
-    (``Lambda`` is then ``λ`` with the triggers on its last axis, or a shared scalar:
-    a grid of shared values is passed as ``lam[:, None]``). Vectorised over ``Lambda``.
-    """
-    lam = np.asarray(Lambda, dtype=np.float64)
-    N = task.vocab_size
-    if task.noisy:
-        g = resolve_gamma(task, gamma, alpha_hat)
-        out = np.log1p(math.exp(g) + (N - 2) * np.exp(-lam)) - task.alpha * g
-    else:
-        per = np.log1p((N - 1) * np.exp(-lam))
-        out = per if lam.ndim == 0 else per.mean(axis=-1)
-    return float(out) if np.ndim(out) == 0 else out
-
-
-def closed_form_excess(
-    task: RecallTask,
-    Lambda,
-    *,
-    gamma: float | None = None,
-    alpha_hat: float | None = None,
-) -> np.ndarray | float:
-    """``L(Λ) - H_b(α)`` (see :func:`closed_form_loss`).
-
-    At the task's own ``γ`` it is evaluated as ``log1p((N-2)(1-α) e^{-Λ})``, which keeps
-    full relative precision when the excess is far below the loss (large ``Λ``).
-    """
-    if task.noisy and gamma is None and alpha_hat is None:
-        lam = np.asarray(Lambda, dtype=np.float64)
-        out = np.log1p((task.vocab_size - 2) * (1.0 - task.alpha) * np.exp(-lam))
-        return float(out) if np.ndim(out) == 0 else out
-    if not task.noisy:
-        return closed_form_loss(task, Lambda)  # the Bayes risk is 0
-    return closed_form_loss(task, Lambda, gamma=gamma, alpha_hat=alpha_hat) - bayes_risk(
-        task.alpha
-    )
-
-
-def closed_form_logits(
-    task: RecallTask,
-    batch: RecallBatch,
-    Lambda,
-    *,
-    gamma: float | None = None,
-    alpha_hat: float | None = None,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
-    """Logits ``[B, N]`` of the construction with linear/ReLU attention, ``Λ ≥ 0``.
-
-    Noisy: ``ξ_y = Λ``, ``ξ_τ = γ + Λ``, 0 elsewhere. Noiseless: ``ξ_y = λ_q``.
-    Built from ``batch.outputs`` and ``batch.triggers`` alone, independently of the network.
-    """
-    B, N = batch.batch_size, task.vocab_size
-    xi = torch.zeros(B, N, dtype=dtype)
-    rows = torch.arange(B)
-    if task.noisy:
-        lam = float(Lambda)
-        g = resolve_gamma(task, gamma, alpha_hat)
-        xi[rows, batch.outputs] = lam
-        xi[:, task.noise_token] = g + lam
-    else:
-        lam = torch.as_tensor(Lambda, dtype=dtype)
-        lam = lam.expand(task.n_triggers) if lam.dim() == 0 else lam
-        xi[rows, batch.outputs] = lam[batch.triggers]
-    return xi
-
-
-def softmax_unscaled_floor(task: RecallTask) -> float:
-    """Limit ``Λ → ∞`` of the loss of the construction with softmax attention and ``V = I``.
-
-    The weights concentrate on the position of ``y``, so ``A → E(y) + Ẽ(q)`` and the
-    logits saturate at ``ξ_y = 1`` (and ``ξ_τ = γ + 1``): the loss tends to the linear
-    formula at ``Λ = 1``, strictly above the Bayes risk (the book's [D]).
-    """
-    return closed_form_loss(task, 1.0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import icl
-from icl import weights as Wt
+from icl import roles as Wt
 
 NOISY = icl.RecallTask(alpha=0.5)
 NOISELESS = icl.RecallTask(alpha=0.0)

@@ -1,6 +1,6 @@
-"""SymPy derivations of the Bayes-optimal construction: **the book's own work** ([D]).
+"""Chapter 3's SymPy derivations: the Bayes-optimal construction (the book's own work, [D]).
 
-The form of the construction is the authors' (spec section 4, [E]); what it computes,
+The form of the construction is the authors' (the model page §4, [E]); what it computes,
 its loss and its rate are derived here, not quoted from the paper.
 
 :func:`tiny_example`
@@ -31,7 +31,8 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .symbolic import ALPHA, Derivation, Step, binary_entropy_expr
+from .bayes import binary_entropy_expr
+from .toolkit import ALPHA, Derivation, Step, add, check_display, equal, mul
 
 __all__ = [
     "BETA",
@@ -221,28 +222,6 @@ def construction_derivation(
     return Derivation(title, steps, results)
 
 
-def _equal(x: sp.Expr, y: sp.Expr) -> bool:
-    """``x == y`` for SymPy: factor the arguments of logs, expand them, simplify."""
-    diff = (x - y).replace(sp.log, lambda t: sp.log(sp.factor(t)))
-    return sp.simplify(sp.expand_log(diff, force=True)) == 0
-
-
-def _add(*args: sp.Expr) -> sp.Expr:
-    """Unevaluated sum: terms printed as written (``N - 2``, ``1 - α``)."""
-    return sp.Add(*args, evaluate=False)
-
-
-def _mul(*args: sp.Expr) -> sp.Expr:
-    """Unevaluated product."""
-    return sp.Mul(*args, evaluate=False)
-
-
-def _check_display(shown: sp.Expr, value: sp.Expr) -> sp.Expr:
-    if not _equal(shown.doit(), value):  # pragma: no cover - a bug in this module
-        raise RuntimeError(f"display form {shown} differs from {value}")
-    return shown
-
-
 @lru_cache(maxsize=1)
 def loss_derivation() -> Derivation:
     """Loss of the linear/ReLU construction for general ``N`` (the book's [D]).
@@ -260,37 +239,37 @@ def loss_derivation() -> Derivation:
     lse = sp.log(sp.exp(xi_y) + sp.exp(xi_tau) + (N - 2))
     loss = lse - (1 - a) * xi_y - a * xi_tau
     simplified = sp.log(1 + sp.exp(g) + (N - 2) * sp.exp(-lam)) - a * g
-    proved_simplified = _equal(loss, simplified)
+    proved_simplified = equal(loss, simplified)
     g_star = sp.log(a / (1 - a))
     optimal = Hb + sp.log(1 + (N - 2) * (1 - a) * sp.exp(-lam))
     # 0 < α < 1 through α = β/(1+β)
     to_beta = {a: b / (1 + b)}
-    proved_optimal = _equal(simplified.subs(g, g_star).subs(to_beta), optimal.subs(to_beta))
+    proved_optimal = equal(simplified.subs(g, g_star).subs(to_beta), optimal.subs(to_beta))
     excess = sp.log(1 + (N - 2) * (1 - a) * sp.exp(-lam))
     rate = sp.factor(sp.limit(excess * sp.exp(lam), lam, sp.oo))
     slope = sp.limit(sp.diff(sp.log(excess), lam), lam, sp.oo)
     lam0 = LAMBDA_SMALL
     loss0 = sp.log(sp.exp(lam0) + (N - 1)) - lam0
     loss0_simpl = sp.log(1 + (N - 1) * sp.exp(-lam0))
-    proved_noiseless = _equal(loss0, loss0_simpl)
+    proved_noiseless = equal(loss0, loss0_simpl)
     rate0 = sp.limit(loss0_simpl * sp.exp(lam0), lam0, sp.oo)
-    Nm2, om = _add(N, -2), _add(1, -a)
-    show_loss = _check_display(
-        _add(
-            sp.log(_add(sp.exp(lam), sp.exp(_add(g, lam)), Nm2)),
-            _mul(-1, om, lam),
-            _mul(-1, a, _add(g, lam)),
+    Nm2, om = add(N, -2), add(1, -a)
+    show_loss = check_display(
+        add(
+            sp.log(add(sp.exp(lam), sp.exp(add(g, lam)), Nm2)),
+            mul(-1, om, lam),
+            mul(-1, a, add(g, lam)),
         ),
         loss,
     )
-    show_simpl = _check_display(
-        _add(sp.log(_add(1, sp.exp(g), _mul(Nm2, sp.exp(-lam)))), _mul(-1, a, g)), simplified
+    show_simpl = check_display(
+        add(sp.log(add(1, sp.exp(g), mul(Nm2, sp.exp(-lam)))), mul(-1, a, g)), simplified
     )
-    hb_show = _add(_mul(-1, a, sp.log(a)), _mul(-1, om, sp.log(om)))
-    show_opt = _check_display(_add(hb_show, sp.log(_add(1, _mul(Nm2, om, sp.exp(-lam))))), optimal)
-    show_rate = _check_display(_mul(Nm2, om), rate)
-    show_loss0 = _add(sp.log(_add(1, _mul(_add(N, -1), sp.exp(-lam0)))))
-    show_rate0 = _add(N, -1)
+    hb_show = add(mul(-1, a, sp.log(a)), mul(-1, om, sp.log(om)))
+    show_opt = check_display(add(hb_show, sp.log(add(1, mul(Nm2, om, sp.exp(-lam))))), optimal)
+    show_rate = check_display(mul(Nm2, om), rate)
+    show_loss0 = add(sp.log(add(1, mul(add(N, -1), sp.exp(-lam0)))))
+    show_rate0 = add(N, -1)
     steps = (
         Step(
             "logits",
@@ -370,20 +349,20 @@ def kappa0_derivation() -> Derivation:
     g_star = sp.log(a / (1 - a))
     lam_star = sp.log(1 + (N - 2) * (1 - a) / a)
     to_beta = {a: b / (1 + b)}
-    proved_star = _equal(
+    proved_star = equal(
         sp.exp(lam_star_raw.subs(g, g_star)).subs(to_beta), sp.exp(lam_star).subs(to_beta)
     )
     loss_min = binary_entropy_expr(a) + a * lam_star
-    proved_min = _equal(loss.subs({g: g_star, lam: lam_star}).subs(to_beta), loss_min.subs(to_beta))
+    proved_min = equal(loss.subs({g: g_star, lam: lam_star}).subs(to_beta), loss_min.subs(to_beta))
     growth = sp.limit(loss / lam, lam, sp.oo)
-    Nm2, om = _add(N, -2), _add(1, -a)
-    Z_show = _add(sp.exp(lam), sp.exp(g), Nm2)
-    show_loss = _check_display(_add(sp.log(Z_show), _mul(-1, om, lam), _mul(-1, a, g)), loss)
-    show_p = _check_display(_mul(sp.exp(g), sp.Pow(Z_show, -1, evaluate=False)), p_tau)
-    show_star = _check_display(sp.log(_add(1, _mul(Nm2, om, sp.Pow(a, -1)))), lam_star)
-    hb_show = _add(_mul(-1, a, sp.log(a)), _mul(-1, om, sp.log(om)))
-    show_min = _check_display(
-        _add(hb_show, _mul(a, sp.Symbol("Lambda^*"))),
+    Nm2, om = add(N, -2), add(1, -a)
+    Z_show = add(sp.exp(lam), sp.exp(g), Nm2)
+    show_loss = check_display(add(sp.log(Z_show), mul(-1, om, lam), mul(-1, a, g)), loss)
+    show_p = check_display(mul(sp.exp(g), sp.Pow(Z_show, -1, evaluate=False)), p_tau)
+    show_star = check_display(sp.log(add(1, mul(Nm2, om, sp.Pow(a, -1)))), lam_star)
+    hb_show = add(mul(-1, a, sp.log(a)), mul(-1, om, sp.log(om)))
+    show_min = check_display(
+        add(hb_show, mul(a, sp.Symbol("Lambda^*"))),
         loss_min.subs(sp.log(1 + (N - 2) * (1 - a) / a), sp.Symbol("Lambda^*")),
     )
     steps = (

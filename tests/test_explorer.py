@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 import icl  # noqa: E402
-from icl import widgets  # noqa: E402
+from icl.viz import explorer as widgets  # noqa: E402
 
 
 @pytest.mark.parametrize("attention", ["linear", "relu"])

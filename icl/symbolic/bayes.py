@@ -1,10 +1,7 @@
-"""Symbolic derivations of the book (SymPy), the book's own work (spec section 2, [D]).
+"""Chapter 2's SymPy derivations: the Bayes risk and its extensions (the book's own, [D]).
 
-Every derivation is returned as a :class:`Derivation`: an ordered list of named
-:class:`Step` objects, each holding SymPy expressions (equations, matrices, values) and a
-one-line explanation, so a notebook can render the LaTeX of every step
-(:func:`show`) and test code can pick any intermediate result by name
-(``derivation["p_star"]``). Nothing here is a quotation of the paper: the paper states
+Every derivation is a :class:`~icl.symbolic.toolkit.Derivation` (see
+:mod:`icl.symbolic.toolkit`). Nothing here is a quotation of the paper: the paper states
 that the transformer *attains* the Bayes risk; the value of that risk, the minimiser and
 the extensions below are derived by the book.
 
@@ -28,20 +25,18 @@ All functions are deterministic and take well under a second.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
 import sympy as sp
 
+from .toolkit import ALPHA, Derivation, Step, add, equal, make_step, mul
+
 __all__ = [
-    "ALPHA",
     "ALPHA_HAT",
     "K",
     "RHO",
-    "Derivation",
-    "Step",
     "bayes_optimal_derivation",
     "bayes_risk_expr",
     "bayes_risk_function",
@@ -53,11 +48,8 @@ __all__ = [
     "plugin_excess_expr",
     "plugin_excess_function",
     "plugin_excess_quadratic_expr",
-    "show",
 ]
 
-#: The noise level ``α`` (a positive symbol; ``α < 1`` is used where it matters).
-ALPHA = sp.Symbol("alpha", positive=True)
 #: A plug-in estimate ``α̂`` of ``α``.
 ALPHA_HAT = sp.Symbol(r"\hat{\alpha}", positive=True)
 #: The probability ``ρ`` that the ``(q, y)`` pair is planted (planted variant).
@@ -69,150 +61,11 @@ MU = sp.Symbol("mu", real=True)
 
 
 # --------------------------------------------------------------------------- containers
-@dataclass(frozen=True)
-class Step:
-    """One step of a derivation.
-
-    Attributes
-    ----------
-    name : str
-        Short key (``"lagrangian"``, ``"p_star"``, …) used to look the step up.
-    title : str
-        One sentence saying what the step does (Markdown, may contain ``$…$``).
-    exprs : tuple of SymPy objects
-        The step's content as computed: expressions, ``Eq`` objects, matrices.
-    lhs : tuple of str
-        LaTeX of a left-hand side for each expression (``""``: none).
-    display : tuple of SymPy objects or None
-        A form of each expression that reads better (``1-α`` rather than ``-(α-1)``),
-        checked equal to the computed one when the step is built; ``None``: use
-        ``exprs``.
-    """
-
-    name: str
-    title: str
-    exprs: tuple[sp.Basic, ...]
-    lhs: tuple[str, ...] = ()
-    display: tuple[sp.Basic | None, ...] = ()
-
-    @property
-    def expr(self) -> sp.Basic:
-        """The single expression of the step (raises if the step holds several)."""
-        if len(self.exprs) != 1:
-            raise ValueError(f"step {self.name!r} holds {len(self.exprs)} expressions; use .exprs")
-        return self.exprs[0]
-
-    def latex(self, sep: str = r",\qquad ") -> str:
-        """LaTeX of the step's expressions (display forms), joined by ``sep``."""
-        parts = []
-        for i, e in enumerate(self.exprs):
-            shown = self.display[i] if i < len(self.display) and self.display[i] is not None else e
-            body = sp.latex(shown, order="none")
-            left = self.lhs[i] if i < len(self.lhs) else ""
-            if left and not left.rstrip().endswith(("=", r"\approx", r"\le", r"\ge")):
-                left += " ="
-            parts.append(f"{left} {body}" if left else body)
-        return sep.join(parts)
-
-
-def _equal(x: sp.Basic, y: sp.Basic) -> bool:
-    """``x == y`` up to ``simplify`` (matrices entrywise, logs expanded)."""
-    if isinstance(x, sp.MatrixBase) or isinstance(y, sp.MatrixBase):
-        x, y = sp.Matrix(x), sp.Matrix(y)
-        return x.shape == y.shape and all(_equal(u, v) for u, v in zip(x, y, strict=True))
-    if isinstance(x, sp.Equality) or isinstance(y, sp.Equality):
-        return _equal(x.lhs - x.rhs, y.lhs - y.rhs)
-    return sp.simplify(sp.expand_log(sp.sympify(x).doit() - sp.sympify(y).doit(), force=True)) == 0
-
-
-def _step(name: str, title: str, *items) -> Step:
-    """Build a :class:`Step` from items ``expr``, ``(lhs, expr)`` or ``(lhs, expr, display)``.
-
-    A display form must equal its expression (checked with ``simplify``).
-    """
-    exprs, lhs, display = [], [], []
-    for item in items:
-        if not isinstance(item, tuple):
-            item = ("", item)
-        left, e, *rest = item
-        shown = rest[0] if rest else None
-        if shown is not None and not _equal(shown, e):  # pragma: no cover - a bug here
-            raise RuntimeError(f"the display form of step {name!r} differs from its value")
-        exprs.append(e)
-        lhs.append(left)
-        display.append(shown)
-    return Step(name, title, tuple(exprs), tuple(lhs), tuple(display))
-
-
-def _M(*args: sp.Expr) -> sp.Expr:
-    """Unevaluated product (keeps ``-(1-α) log p`` as written)."""
-    return sp.Mul(*args, evaluate=False)
-
-
-def _A(*args: sp.Expr) -> sp.Expr:
-    """Unevaluated sum (terms printed in the given order)."""
-    return sp.Add(*args, evaluate=False)
 
 
 def _hb_display(a: sp.Expr) -> sp.Expr:
     """``-α log α - (1-α) log(1-α)`` kept as written."""
-    return _A(_M(-1, a, sp.log(a)), _M(-1, 1 - a, sp.log(1 - a)))
-
-
-@dataclass(frozen=True)
-class Derivation:
-    """An ordered sequence of :class:`Step` objects plus the named results.
-
-    ``results`` maps names (``"p_star"``, ``"risk"``, …) to the SymPy objects a caller
-    needs; ``derivation[name]`` returns a result if one has that name, else the step.
-    """
-
-    title: str
-    steps: tuple[Step, ...]
-    results: dict[str, object] = field(default_factory=dict)
-
-    def __getitem__(self, name: str):
-        if name in self.results:
-            return self.results[name]
-        for s in self.steps:
-            if s.name == name:
-                return s
-        raise KeyError(f"no step or result named {name!r}; steps: {self.names}")
-
-    def __iter__(self) -> Iterator[Step]:
-        return iter(self.steps)
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    @property
-    def names(self) -> list[str]:
-        """The step names, in order."""
-        return [s.name for s in self.steps]
-
-    def step(self, name: str) -> Step:
-        """The step called ``name``."""
-        for s in self.steps:
-            if s.name == name:
-                return s
-        raise KeyError(f"no step named {name!r}; steps: {self.names}")
-
-    def to_markdown(self) -> str:
-        """The whole derivation as Markdown: numbered titles, each followed by ``$$…$$``."""
-        parts = [f"**{self.title}**", ""]
-        for i, s in enumerate(self.steps, 1):
-            parts += [f"{i}. {s.title}", "", f"$$ {s.latex()} $$", ""]
-        return "\n".join(parts)
-
-
-def show(derivation: Derivation) -> None:
-    """Render a derivation in Jupyter: each step's title (Markdown) then its LaTeX (Math)."""
-    from IPython.display import Markdown, Math, display
-
-    display(Markdown(f"**{derivation.title}** *(the book's derivation)*"))
-    for i, s in enumerate(derivation.steps, 1):
-        display(Markdown(f"{i}. {s.title}"))
-        display(Math(s.latex()))
+    return add(mul(-1, a, sp.log(a)), mul(-1, 1 - a, sp.log(1 - a)))
 
 
 def _check_n_other(n_other: int) -> int:
@@ -264,24 +117,24 @@ def bayes_optimal_derivation(n_other: int = 2) -> Derivation:
 
     # 1. objective (display keeps the zero-weight terms 0·log p_j)
     objective = -(1 - a) * sp.log(p_y) - a * sp.log(p_tau)
-    objective_display = _A(
-        _M(-1, 1 - a, sp.log(p_y)),
-        _M(-1, a, sp.log(p_tau)),
-        *[_M(-1, 0, sp.log(p)) for p in p_other],
+    objective_display = add(
+        mul(-1, 1 - a, sp.log(p_y)),
+        mul(-1, a, sp.log(p_tau)),
+        *[mul(-1, 0, sp.log(p)) for p in p_other],
     )
     # 2. Lagrangian: μ for Σ p = 1, ν_j ≥ 0 for p_j ≥ 0
     constraint = sp.Add(*probs) - 1
     nu_terms = [v * p for v, p in zip(nu, p_other, strict=True)]
     lagrangian = objective + MU * constraint - sp.Add(*nu_terms)
-    lagrangian_display = _A(
-        *objective_display.args, _M(MU, _A(*probs, -1)), *[_M(-1, t) for t in nu_terms]
+    lagrangian_display = add(
+        *objective_display.args, mul(MU, add(*probs, -1)), *[mul(-1, t) for t in nu_terms]
     )
     # 3. stationarity, complementary slackness, primal feasibility
     grads = [sp.diff(lagrangian, p) for p in probs]
     grads_display = [
-        _A(_M(-1, 1 - a, sp.Pow(p_y, -1)), MU),
-        _A(_M(-1, a, sp.Pow(p_tau, -1)), MU),
-        *[_A(MU, -v) for v in nu],
+        add(mul(-1, 1 - a, sp.Pow(p_y, -1)), MU),
+        add(mul(-1, a, sp.Pow(p_tau, -1)), MU),
+        *[add(MU, -v) for v in nu],
     ]
     stationarity = [sp.Eq(g, 0) for g in grads]
     slackness = [sp.Eq(v * p, 0) for v, p in zip(nu, p_other, strict=True)]
@@ -301,51 +154,51 @@ def bayes_optimal_derivation(n_other: int = 2) -> Derivation:
     # 5. risk
     risk = sp.simplify(objective.subs(p_star))
     hb = binary_entropy_expr(a)
-    if not _equal(risk, hb):  # pragma: no cover
+    if not equal(risk, hb):  # pragma: no cover
         raise RuntimeError(f"risk {risk} does not simplify to H_b(alpha)")
     risk_at_zero = sp.limit(hb, a, 0, "+")
     p_star_vec = sp.Matrix([p_star[p] for p in probs])
 
     steps = (
-        _step(
+        make_step(
             "objective",
             "Expected cross-entropy of a predictor $p$ on the simplex when the target is $y$ "
             "w.p. $1-\\alpha$ and $\\tau$ w.p. $\\alpha$ (the other tokens have weight 0):",
             (f_latex, objective, objective_display),
         ),
-        _step(
+        make_step(
             "lagrangian",
             "Lagrangian: multiplier $\\mu$ for $\\sum_k p_k = 1$, multipliers "
             "$\\nu_j \\ge 0$ for the constraints $p_j \\ge 0$ of the zero-weight tokens:",
             (r"\mathcal{L}", lagrangian, lagrangian_display),
         ),
-        _step(
+        make_step(
             "stationarity",
             "Stationarity, $\\partial \\mathcal{L} / \\partial p_k = 0$ for every token "
             "$k = y, \\tau, 1, 2, \\dots$:",
             *[("", eq, sp.Eq(gd, 0, evaluate=False))
               for eq, gd in zip(stationarity, grads_display, strict=True)],
         ),
-        _step(
+        make_step(
             "complementary_slackness",
             "Complementary slackness and feasibility ($f = +\\infty$ where $p_y$ or "
             "$p_\\tau$ vanish, so these two are interior and carry no $\\nu$):",
             *slackness,
             feasibility,
         ),
-        _step(
+        make_step(
             "kkt_solution",
             "The unique KKT point (SymPy `solve`): $\\nu_j = \\mu = 1 > 0$ (dual feasible) "
             "forces $p_j = 0$: the zero-weight tokens get no mass:",
             *[(sp.latex(k), v) for k, v in {**p_star, **duals}.items()],
         ),
-        _step(
+        make_step(
             "p_star",
             "The Bayes-optimal next-token law $p^* = (1-\\alpha)\\,\\delta_y + "
             "\\alpha\\,\\delta_\\tau$, as the vector $(p_y, p_\\tau, p_1, p_2, \\dots)$:",
             ("p^*", p_star_vec.T),
         ),
-        _step(
+        make_step(
             "hessian",
             "Second-order check: the Hessian of $f$ on the support $(p_y, p_\\tau)$ is "
             "diagonal with positive entries ($f$ is convex, the constraints linear: the KKT "
@@ -353,13 +206,13 @@ def bayes_optimal_derivation(n_other: int = 2) -> Derivation:
             (r"\nabla^2 f", hess_support, sp.diag((1 - a) / p_y**2, a / p_tau**2)),
             (r"\nabla^2 f(p^*)", hess_opt, sp.diag(1 / (1 - a), 1 / a)),
         ),
-        _step(
+        make_step(
             "tangent_curvature",
             "Curvature along the simplex (direction $d = (1, -1)$ on the support), positive "
             "for $0 < \\alpha < 1$: a strict minimum:",
             (r"d^\top \nabla^2 f(p^*)\, d", tangent_curv, 1 / (a * (1 - a))),
         ),
-        _step(
+        make_step(
             "risk",
             "Substituting $p^*$: the Bayes risk is the binary entropy $H_b(\\alpha)$, and "
             "$0$ at $\\alpha = 0$ (the limit, i.e. $0 \\log 0 = 0$):",
@@ -450,8 +303,8 @@ def _missing_pair_law(k: int | None) -> tuple[tuple[Step, ...], sp.Expr, dict]:
         p_c = sp.Symbol("p_c", positive=True)
         cands = (p_c,)
         objective = -a * sp.log(p_tau) - kk * ((1 - a) / kk) * sp.log(p_c)
-        objective_display = _A(_M(-1, a, sp.log(p_tau)),
-                               _M(-1, kk, (1 - a) / kk, sp.log(p_c)))
+        objective_display = add(mul(-1, a, sp.log(p_tau)),
+                               mul(-1, kk, (1 - a) / kk, sp.log(p_c)))
         constraint = p_tau + kk * p_c - 1
         note = (
             "(the objective is symmetric in the $K$ candidates and strictly convex on "
@@ -461,12 +314,12 @@ def _missing_pair_law(k: int | None) -> tuple[tuple[Step, ...], sp.Expr, dict]:
         kk = sp.Integer(k)
         cands = sp.symbols(f"p_c1:{k + 1}", positive=True)
         objective = -a * sp.log(p_tau) - sp.Add(*[(1 - a) / kk * sp.log(p) for p in cands])
-        objective_display = _A(_M(-1, a, sp.log(p_tau)),
-                               *[_M(-1, (1 - a) / kk, sp.log(p)) for p in cands])
+        objective_display = add(mul(-1, a, sp.log(p_tau)),
+                               *[mul(-1, (1 - a) / kk, sp.log(p)) for p in cands])
         constraint = p_tau + sp.Add(*cands) - 1
         note = f"(here with $K = {k}$ separate coordinates, no symmetry assumed)"
     lagrangian = objective + MU * constraint
-    lagrangian_display = _A(*objective_display.args, _M(MU, constraint))
+    lagrangian_display = add(*objective_display.args, mul(MU, constraint))
     unknowns = (p_tau, *cands)
     grads = [sp.diff(lagrangian, p) for p in unknowns]
     sols = sp.solve([*grads, constraint], [*unknowns, MU], dict=True)
@@ -474,28 +327,28 @@ def _missing_pair_law(k: int | None) -> tuple[tuple[Step, ...], sp.Expr, dict]:
         raise RuntimeError(f"expected a unique stationary point, SymPy returned {sols}")
     sol = {v: sp.simplify(sols[0][v]) for v in (*unknowns, MU)}
     risk_missing = sp.simplify(objective.subs(sol))
-    risk_missing_display = _A(_M(-1, a, sp.log(a)), _M(-1, 1 - a, sp.log((1 - a) / kk)))
+    risk_missing_display = add(mul(-1, a, sp.log(a)), mul(-1, 1 - a, sp.log((1 - a) / kk)))
     steps = (
-        _step(
+        make_step(
             "missing_objective",
             "Pair missing: the context says nothing about $y$ (the filler is independent of "
             "it), so the target is $\\tau$ w.p. $\\alpha$ and each of the $K$ candidate "
             f"outputs w.p. $(1-\\alpha)/K$; expected cross-entropy {note}:",
             (r"f_{\mathrm{miss}}", objective, objective_display),
         ),
-        _step(
+        make_step(
             "missing_stationarity",
             "Lagrangian with $\\mu$ for the sum constraint, and its stationarity equations:",
             (r"\mathcal{L}", lagrangian, lagrangian_display),
             *[sp.Eq(g, 0) for g in grads],
         ),
-        _step(
+        make_step(
             "missing_law",
             "Conditional Bayes law: $\\alpha$ on $\\tau$, $\\frac{1-\\alpha}{K}$ on each "
             "candidate output:",
             *[(sp.latex(v), sol[v]) for v in (*unknowns, MU)],
         ),
-        _step(
+        make_step(
             "missing_risk",
             "Conditional risk when the pair is missing:",
             (r"R_{\mathrm{miss}}", risk_missing, risk_missing_display),
@@ -527,31 +380,31 @@ def planted_variant_derivation(k: int | None = None) -> Derivation:
     miss_steps, risk_missing, sol = _missing_pair_law(k)
     hb = bayes_risk_expr()
     mixture = RHO * hb + (1 - RHO) * risk_missing
-    mixture_display = _A(_M(RHO, _hb_display(a)), _M(1 - RHO, _A(
-        _M(-1, a, sp.log(a)), _M(-1, 1 - a, sp.log((1 - a) / (K if k is None else k))))))
+    mixture_display = add(mul(RHO, _hb_display(a)), mul(1 - RHO, add(
+        mul(-1, a, sp.log(a)), mul(-1, 1 - a, sp.log((1 - a) / (K if k is None else k))))))
     kk = K if k is None else sp.Integer(k)
     excess = (1 - RHO) * (1 - a) * sp.log(kk)
     closed = hb + excess
-    if not _equal(mixture, closed):  # pragma: no cover
+    if not equal(mixture, closed):  # pragma: no cover
         raise RuntimeError("the planted-variant risk does not reduce to the closed form")
-    closed_display = _A(*_hb_display(a).args, _M(1 - RHO, 1 - a, sp.log(kk)))
+    closed_display = add(*_hb_display(a).args, mul(1 - RHO, 1 - a, sp.log(kk)))
     steps = (
-        _step(
+        make_step(
             "present",
             "Pair present (probability $\\rho$): the Bayes law and risk of the base task:",
             (r"R_{\mathrm{present}}", hb, _hb_display(a)),
         ),
         *miss_steps,
-        _step(
+        make_step(
             "mixture",
             "Total risk: the model tells the two cases apart, so the risks average:",
             (r"R^*(\rho)", mixture, mixture_display),
         ),
-        _step(
+        make_step(
             "risk",
             "Simplified: every missing pair costs $(1-\\alpha)\\log K$ nats more:",
             (r"R^*(\rho)", closed, closed_display),
-            (r"R^*(\rho) - H_b(\alpha)", excess, _M(1 - RHO, 1 - a, sp.log(kk))),
+            (r"R^*(\rho) - H_b(\alpha)", excess, mul(1 - RHO, 1 - a, sp.log(kk))),
         ),
     )
     results = {
@@ -606,36 +459,36 @@ def plugin_excess_derivation() -> Derivation:
     """
     a, b = ALPHA, ALPHA_HAT
     cross = -a * sp.log(b) - (1 - a) * sp.log(1 - b)
-    cross_display = _A(_M(-1, a, sp.log(b)), _M(-1, 1 - a, sp.log(1 - b)))
+    cross_display = add(mul(-1, a, sp.log(b)), mul(-1, 1 - a, sp.log(1 - b)))
     excess_raw = cross - bayes_risk_expr()
     kl = a * sp.log(a / b) + (1 - a) * sp.log((1 - a) / (1 - b))
-    kl_display = _A(_M(a, sp.log(a / b)), _M(1 - a, sp.log((1 - a) / (1 - b))))
-    if not _equal(excess_raw, kl):  # pragma: no cover
+    kl_display = add(mul(a, sp.log(a / b)), mul(1 - a, sp.log((1 - a) / (1 - b))))
+    if not equal(excess_raw, kl):  # pragma: no cover
         raise RuntimeError("the plug-in excess risk does not reduce to the Bernoulli KL")
     grad = sp.simplify(sp.diff(kl, b).subs(b, a))
     quad = sp.factor(sp.simplify(sp.series(kl, b, a, 3).removeO()))
     coeff = sp.simplify(sp.diff(kl, b, 2).subs(b, a) / 2)
     quad_display = (b - a) ** 2 / (2 * a * (1 - a))
-    if not (_equal(quad, coeff * (b - a) ** 2) and _equal(quad, quad_display)):  # pragma: no cover
+    if not (equal(quad, coeff * (b - a) ** 2) and equal(quad, quad_display)):  # pragma: no cover
         raise RuntimeError("series coefficient disagrees with the second derivative")
     steps = (
-        _step(
+        make_step(
             "cross_entropy",
             "Expected cross-entropy of the plug-in law $(1-\\hat\\alpha)\\delta_y + "
             "\\hat\\alpha\\delta_\\tau$ when the target is $\\tau$ w.p. $\\alpha$:",
             (r"R(\hat\alpha)", cross, cross_display),
         ),
-        _step(
+        make_step(
             "excess",
             "Excess risk over $H_b(\\alpha)$: the Bernoulli Kullback-Leibler divergence",
             (r"R(\hat\alpha) - H_b(\alpha)", excess_raw, kl_display),
         ),
-        _step(
+        make_step(
             "first_order",
             "It vanishes, with zero slope, at $\\hat\\alpha = \\alpha$:",
             (r"\partial_{\hat\alpha} \mathrm{KL}\big|_{\hat\alpha = \alpha}", grad),
         ),
-        _step(
+        make_step(
             "quadratic",
             "Second-order expansion (SymPy `series` at $\\hat\\alpha = \\alpha$): a "
             "parabola of curvature $1/(\\alpha(1-\\alpha))$, the Fisher information of "

@@ -1,10 +1,18 @@
-"""Reading trained weights by token role (the book's own tools for chapter 5).
+"""Reading a trained model by token role: its metrics, its logits, its weights.
 
-The embeddings are one-hot (spec section 3): coordinate ``k < N`` is ``E(k)``, coordinate
-``N + k`` is ``Ẽ(k)`` (the previous-token copy) and ``2N … d-1`` are unused. Grouping the
-coordinates by the *role* of their token (the trigger ``q``, the other triggers, the
-training outputs ``O``, the unseen outputs, the noise token ``τ``) turns a ``d × d``
-matrix ``W``, ``V`` or ``F`` into a small role × role table.
+Everything the book says about *which part of the network carries what* is computed
+here: :func:`evaluate` (loss, ``P(y)``, ``P(τ)`` and the split of the logits between the
+attention path ``ξ_A`` and the feed-forward path ``ξ_F``), :func:`role_split` (the
+finer split, including the direct and attention-fed parts of ``ξ_F``),
+:func:`probability_by_role`, :func:`attention_on_output`, and the weight tables below
+(the book's own tools, chapters 4 and 5).
+
+The embeddings are one-hot (*The task and the model, precisely*, §3): coordinate
+``k < N`` is ``E(k)``, coordinate ``N + k`` is ``Ẽ(k)`` (the previous-token copy) and
+``2N … d-1`` are unused. Grouping the coordinates by the *role* of their token (the
+trigger ``q``, the other triggers, the training outputs ``O``, the unseen outputs, the
+noise token ``τ``) turns a ``d × d`` matrix ``W``, ``V`` or ``F`` into a small role × role
+table.
 
 Orientation: entry ``M[i, j]`` sits in row role ``r(i)`` and column role ``r(j)``.
 
@@ -31,23 +39,30 @@ and ``∂L/∂W = Σ_h (∂L/∂s_h) x_H x_h^T``. Hence, from a zero initialisat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .model import check_d_model
-from .task import RecallTask
+from .architecture import check_d_model
+from .losses import expected_loss
+from .model import OneLayerTransformer
+from .task import RecallBatch, RecallTask
 from .task import check_task as _check_task
 
 __all__ = [
     "REDUCTIONS",
     "RoleTable",
+    "attention_on_output",
     "copy_scores",
+    "evaluate",
     "never_seen_tokens",
+    "probability_by_role",
     "role_blocks",
     "role_mass",
     "role_of_coordinates",
+    "role_split",
 ]
 
 REDUCTIONS = ("mean_abs", "frobenius", "mean")
@@ -186,3 +201,145 @@ def never_seen_tokens(task: RecallTask) -> np.ndarray:
     the noisy task (the filler excludes triggers); empty in the noiseless task."""
     task = _check_task(task)
     return _token_roles(task).get("q'", np.array([], dtype=np.int64)).astype(np.int64)
+
+
+# ------------------------------------------------------------------ metrics and logits
+@torch.no_grad()
+def evaluate(
+    model: OneLayerTransformer, batch: RecallBatch, alpha: float | None = None
+) -> dict[str, float]:
+    """Metrics of ``model`` on ``batch``.
+
+    Returns ``loss`` (target noise integrated out, :func:`expected_loss`), ``sampled_loss``
+    (cross-entropy against ``batch.targets``), ``p_y`` and ``p_tau`` (mean probability of
+    the clean output and of ``τ``), and the role split of the logits: ``xiA_y`` and
+    ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``), ``xiF_tau`` and
+    ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
+    """
+    task = model.task
+    a = task.alpha if alpha is None else float(alpha)
+    out = model(batch.tokens)
+    xi, xi_A, xi_F = (t.double() for t in out)
+    rows = torch.arange(batch.batch_size)
+    tau = task.noise_token
+    prob = torch.softmax(xi, dim=-1)
+    logp = torch.log_softmax(xi, dim=-1)
+    not_y = torch.ones_like(xi_A, dtype=torch.bool)
+    not_y[rows, batch.outputs] = False
+    return {
+        "loss": float(expected_loss(xi, batch, a, tau).mean()),
+        "sampled_loss": float(-logp[rows, batch.targets].mean()),
+        "p_y": float(prob[rows, batch.outputs].mean()),
+        "p_tau": float(prob[:, tau].mean()),
+        "xiA_y": float(xi_A[rows, batch.outputs].mean()),
+        "xiA_other": float(xi_A.masked_fill(~not_y, -math.inf).max(1).values.mean()),
+        "xiF_tau": float(xi_F[:, tau].mean()),
+        "xiF_other": float(torch.cat([xi_F[:, :tau], xi_F[:, tau + 1 :]], 1).max(1).values.mean()),
+    }
+
+
+
+@torch.no_grad()
+def role_split(model: OneLayerTransformer, batch: RecallBatch) -> dict[str, float]:
+    """Which path of a trained network carries ``y`` and ``τ`` (held-out means over ``batch``).
+
+    With ``R = {0 … N-1} \\ {y, τ}`` (the tokens that should get no mass):
+
+    * attention ``ξ_A``: ``A_y``, ``A_tau`` and ``A_rest = max_{j∈R} ξ_{A,j}``;
+    * feed-forward ``ξ_F``: ``F_y``, ``F_tau``, ``F_rest``; and its split
+      ``ξ_F = U F x_H + κ U F A`` into the *direct* path (reads the last token and its
+      predecessor only: it can carry ``q → τ`` but cannot know ``y``) with
+      ``direct_tau`` and ``direct_rest = max_{j≠τ}``, and the part read off the attention
+      output, ``via_attention_y`` and ``via_attention_tau``.
+    """
+    if not isinstance(model, OneLayerTransformer):
+        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    if not isinstance(batch, RecallBatch):
+        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
+    task = model.task
+    N, tau = task.vocab_size, task.noise_token
+    out = model(batch.tokens)
+    xi_A, xi_F = out.xi_A.double(), out.xi_F.double()
+    _, _, F = model.matrices()
+    last, prev = batch.tokens[:, -1], batch.tokens[:, -2]
+    FU = F[:N].double()
+    direct = FU[:, last].T + FU[:, N + prev].T  # U F x_H, x_H = E(z_H) + Ẽ(z_{H-1})
+    via = xi_F - direct
+    rows = torch.arange(batch.batch_size)
+    y = batch.outputs
+    rest = torch.ones_like(xi_A, dtype=torch.bool)
+    rest[rows, y] = False
+    rest[:, tau] = False
+    not_tau = torch.ones_like(xi_A, dtype=torch.bool)
+    not_tau[:, tau] = False
+
+    def mean(x: torch.Tensor) -> float:
+        return float(x.mean())
+
+    def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x.masked_fill(~mask, -torch.inf).max(1).values
+
+    return {
+        "A_y": mean(xi_A[rows, y]),
+        "A_tau": mean(xi_A[:, tau]),
+        "A_rest": mean(masked_max(xi_A, rest)),
+        "F_y": mean(xi_F[rows, y]),
+        "F_tau": mean(xi_F[:, tau]),
+        "F_rest": mean(masked_max(xi_F, rest)),
+        "direct_tau": mean(direct[:, tau]),
+        "direct_rest": mean(masked_max(direct, not_tau)),
+        "via_attention_y": mean(via[rows, y]),
+        "via_attention_tau": mean(via[:, tau]),
+    }
+
+
+
+@torch.no_grad()
+def probability_by_role(model: OneLayerTransformer, batch: RecallBatch) -> dict[str, float]:
+    """Mean predicted probability mass per token role on ``batch``.
+
+    Keys: ``y`` (the clean output), ``τ``, ``O∖y`` (training outputs other than ``y``),
+    ``OOD∖y`` (unseen outputs other than ``y``), ``Q`` (triggers). They sum to 1.
+    On unseen-output sequences a model that bets on the training outputs puts its mass
+    on ``O∖y``: the reason its loss can exceed ``log N``.
+    """
+    if not isinstance(model, OneLayerTransformer):
+        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    if not isinstance(batch, RecallBatch):
+        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
+    task = model.task
+    p = torch.softmax(model(batch.tokens).xi.double(), dim=-1)
+    rows = torch.arange(batch.batch_size)
+    is_y = torch.zeros_like(p, dtype=torch.bool)
+    is_y[rows, batch.outputs] = True
+
+    def mass(tokens: torch.Tensor) -> float:
+        mask = torch.zeros(task.vocab_size, dtype=torch.bool)
+        mask[tokens] = True
+        return float((p * (mask[None, :] & ~is_y)).sum(1).mean())
+
+    return {
+        "y": float(p[rows, batch.outputs].mean()),
+        "τ": float(p[:, task.noise_token].mean()),
+        "O∖y": mass(task.outputs),
+        "OOD∖y": mass(task.ood_outputs),
+        "Q": mass(task.triggers),
+    }
+
+
+@torch.no_grad()
+def attention_on_output(model: OneLayerTransformer, batch: RecallBatch) -> float:
+    """Mean attention weight ``a_h`` on the position holding ``y`` (``h = p + 1``).
+
+    Compared between a batch and its :func:`relabel_outputs`, it tells whether the
+    attention (the *where*) carries over to unseen outputs, separately from the value
+    and feed-forward paths (the *what*).
+    """
+    if not isinstance(model, OneLayerTransformer):
+        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    if not isinstance(batch, RecallBatch) or bool((batch.pair_pos < 0).any()):
+        raise ValueError("batch must be an icl.RecallBatch with the (q, y) pair in every sequence")
+    _, a = model.scores(batch.tokens)
+    rows = torch.arange(batch.batch_size)
+    return float(a[rows, batch.pair_pos + 1].double().mean())
+

@@ -9,18 +9,17 @@ import pytest
 import torch
 
 import icl
-from icl.construct import closed_form_loss, construct, softmax_unscaled_floor
-from icl.softmax import (
-    expected_excess,
-    expected_losses,
-    kappa0_stalled_loss,
-    kappa0_stalled_minimum,
+from icl.closed_forms import closed_form_loss, kappa0_stalled_loss, kappa0_stalled_minimum
+from icl.construction import construct
+from icl.losses import expected_excess, expected_losses
+from icl.softmax_construction import (
     sequence_counts,
     softmax_excess,
     softmax_excess_bounds,
     softmax_excess_limit,
     softmax_logits,
     softmax_loss,
+    softmax_unscaled_floor,
     softmax_weights,
     unscaled_logit_bound,
     unscaled_lower_bound,
@@ -43,7 +42,9 @@ def _no_grad():
 @pytest.mark.parametrize("ood", [False, True])
 def test_closed_form_matches_network(task, scaled, kappa, Lambda, ood):
     batch = task.sample(96, seed=5, ood=ood)
-    net = construct(task, Lambda, attention="softmax", kappa=kappa, scaled=scaled).model()
+    net = icl.OneLayerTransformer.from_construction(
+        construct(task, Lambda, attention="softmax", kappa=kappa, scaled=scaled)
+    )
     out = net(batch.tokens)
     cf = softmax_logits(task, batch.tokens, Lambda, scaled=scaled, kappa=kappa)
     for got, want in zip(out, cf, strict=True):
@@ -53,7 +54,9 @@ def test_closed_form_matches_network(task, scaled, kappa, Lambda, ood):
 def test_closed_form_noiseless_vector_lambdas():
     lambdas = [0.5, 1.0, 3.0, 6.0, 9.0]
     batch = NOISELESS.sample(128, seed=2)
-    net = construct(NOISELESS, lambdas=lambdas, attention="softmax").model()
+    net = icl.OneLayerTransformer.from_construction(
+        construct(NOISELESS, lambdas=lambdas, attention="softmax")
+    )
     cf = softmax_logits(NOISELESS, batch.tokens, lambdas)
     assert torch.allclose(net(batch.tokens).xi, cf.xi, atol=1e-10)
 
@@ -139,7 +142,7 @@ def test_ood_relabelling_softmax():
     is_y, is_new = tok == batch.outputs[:, None], tok == y_new[:, None]
     tok[is_y] = y_new[:, None].expand_as(tok)[is_y]
     tok[is_new] = batch.outputs[:, None].expand_as(tok)[is_new]
-    net = construct(task, 7.0, attention="softmax").model()
+    net = icl.OneLayerTransformer.from_construction(construct(task, 7.0, attention="softmax"))
     xi, xi_sw = net(batch.tokens).xi, net(tok).xi
     rows = torch.arange(64)
     perm = xi_sw.clone()
@@ -174,7 +177,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="outputs must have shape"):
         expected_excess(NOISY, torch.zeros(3, 60), torch.zeros(4))
     # sequences off the sampler's structure
-    unplanted = icl.sample_sequences(NOISELESS, 16, seed=0, plant_prob=0.0)
+    unplanted = icl.task.sample_sequences(NOISELESS, 16, seed=0, plant_prob=0.0)
     with pytest.raises(ValueError, match="no \\(q, y\\) pair"):
         sequence_counts(NOISELESS, unplanted.tokens)
     extra = batch.tokens.clone()

@@ -2,8 +2,8 @@
 
 Nothing in this module quotes the paper. The paper claims that a softmax-attention
 transformer with *its own* parameterization is Bayes-optimal for the recall task; the
-book builds and analyses *one* such parameterization (spec section 4), implemented in
-:func:`icl.construct.construction_matrices` (``scaled=True``):
+book builds and analyses *one* such parameterization (the model page §4), implemented in
+:func:`icl.construction.construction_matrices` (``scaled=True``):
 
     W = Λ E(q) (Ẽ(q) - E(τ))^T,   V = c I,   F = E(τ) (γ E(q) + c Ẽ(q))^T,   κ = 1,
 
@@ -49,7 +49,7 @@ hence ``e^Λ (L(Λ) - H_b(α)) → (N-2)(1-α)``: the same rate as linear attent
 Unscaled (``V = I``): every ``ξ_A[j] ≤ Σ_h a_h = 1`` and ``ξ_j ≥ 0`` for ``j ≠ τ``, so
 ``ξ_j - ξ_y ≥ -1`` and, minimising over ``ξ_τ``, ``ℓ ≥ H_b(α) + (1-α) log(1 + (N-2)/e)``
 for *every* ``Λ`` (noiseless: ``ℓ ≥ log(1 + (N-1)/e)``). As ``Λ → ∞`` the loss tends to
-:func:`icl.construct.softmax_unscaled_floor`.
+:func:`softmax_unscaled_floor`.
 """
 
 from __future__ import annotations
@@ -60,23 +60,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .architecture import Logits, check_kappa
 from .bayes import binary_entropy, recover_output
-from .model import Logits, check_kappa, resolve_gamma
+from .closed_forms import closed_form_loss
+from .constants import resolve_gamma
+from .losses import expected_excess, expected_losses
 from .task import RecallBatch, RecallTask, make_generator
-from .train import expected_loss
 
 __all__ = [
     "SequenceCounts",
-    "expected_excess",
-    "expected_losses",
-    "kappa0_stalled_loss",
-    "kappa0_stalled_minimum",
     "sequence_counts",
     "softmax_excess",
     "softmax_excess_bounds",
     "softmax_excess_limit",
     "softmax_logits",
     "softmax_loss",
+    "softmax_unscaled_floor",
     "softmax_weights",
     "unscaled_logit_bound",
     "unscaled_lower_bound",
@@ -231,74 +230,19 @@ def softmax_logits(
 
     Parameters
     ----------
-    tokens : LongTensor ``[B, H]`` sampled as in spec section 1 (ID or OOD outputs).
+    tokens : LongTensor ``[B, H]`` sampled as in the model page §1 (ID or OOD outputs).
     Lambda : ``Λ`` (noisy); noiseless: a shared ``λ`` or the vector ``λ ∈ R^{|Q|}``.
     scaled : the book's ``V = Λ I`` (True) or the paper's ``V = I`` (False).
     kappa : 0 or 1.
-    gamma, alpha_hat : as in :func:`icl.construct.construct`.
+    gamma, alpha_hat : as in :func:`icl.construction.construct`.
     """
     if not isinstance(scaled, bool):
         raise ValueError(f"scaled must be True or False, got {scaled!r}")
     kappa = check_kappa(kappa)
     lam = _check_scale(task, Lambda)
-    g = resolve_gamma(task, gamma, alpha_hat)
+    g = resolve_gamma(task.alpha, gamma, alpha_hat)
     counts = sequence_counts(task, tokens)
     return _logits_from_counts(task, counts, lam, scaled=scaled, kappa=kappa, gamma=g)
-
-
-def expected_losses(
-    task: RecallTask, xi: torch.Tensor, outputs: torch.Tensor, alpha: float | None = None
-) -> torch.Tensor:
-    """Per-sequence expected cross-entropy given the context, ``[B]``:
-
-    ``E[-log softmax(ξ)_{z_{H+1}} | z_{1:H}] = logsumexp(ξ) - (1-α) ξ_y - α ξ_τ``.
-
-    It averages the target's coin flip out exactly, so a batch average has Monte-Carlo
-    noise only from the contexts (none at all when every context has the same loss, as for
-    the linear/ReLU construction).
-    """
-    a = task.alpha if alpha is None else float(alpha)
-    if not 0.0 <= a < 1.0:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
-    if xi.dim() != 2 or xi.shape[1] != task.vocab_size:
-        raise ValueError(f"xi must have shape [B, {task.vocab_size}], got {tuple(xi.shape)}")
-    outputs = torch.as_tensor(outputs).long()
-    if outputs.shape != (xi.shape[0],):
-        raise ValueError(f"outputs must have shape [{xi.shape[0]}], got {tuple(outputs.shape)}")
-    return expected_loss(xi, outputs, a, task.noise_token)
-
-
-def expected_excess(task: RecallTask, xi: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """Per-sequence expected excess ``E[loss | z_{1:H}] - H_b(α)``, ``[B]``, computed stably.
-
-    With ``d = ξ_τ - ξ_y``, ``δ = d - log(α/(1-α))`` and ``S = Σ_{j ∉ {y, τ}} e^{ξ_j - ξ_y}``
-    the identity ``ℓ - H_b(α) = log1p(α expm1(δ) + (1-α) S) - α δ`` holds for *any* logits
-    (noiseless: ``log1p(S)`` with ``S`` over ``j ≠ y``). Unlike
-    ``expected_losses(...) - H_b``, it keeps full relative precision when the excess is
-    ``1e-12`` or smaller.
-    """
-    if xi.dim() != 2 or xi.shape[1] != task.vocab_size:
-        raise ValueError(f"xi must have shape [B, {task.vocab_size}], got {tuple(xi.shape)}")
-    outputs = torch.as_tensor(outputs).long()
-    if outputs.shape != (xi.shape[0],):
-        raise ValueError(f"outputs must have shape [{xi.shape[0]}], got {tuple(outputs.shape)}")
-    B = xi.shape[0]
-    rows = torch.arange(B)
-    xy = xi.gather(1, outputs[:, None])
-    diff = xi - xy
-    keep = torch.ones_like(xi, dtype=torch.bool)
-    keep[rows, outputs] = False
-    a = task.alpha
-    if a == 0:
-        S = (diff.exp() * keep).sum(1)
-        return torch.log1p(S)
-    tau = task.noise_token
-    if bool((outputs == tau).any()):
-        raise ValueError("outputs must not be the noise token")
-    keep[:, tau] = False
-    S = (diff.exp() * keep).sum(1)
-    delta = diff[:, tau] - math.log(a / (1.0 - a))
-    return torch.log1p(a * torch.expm1(delta) + (1.0 - a) * S) - a * delta
 
 
 def _monte_carlo(
@@ -318,7 +262,7 @@ def _monte_carlo(
     if not isinstance(scaled, bool):
         raise ValueError(f"scaled must be True or False, got {scaled!r}")
     kappa = check_kappa(kappa)
-    g = resolve_gamma(task, gamma, alpha_hat)
+    g = resolve_gamma(task.alpha, gamma, alpha_hat)
     if batch is None:
         if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
@@ -406,8 +350,7 @@ def softmax_excess(
 def softmax_excess_limit(task: RecallTask) -> float:
     """``lim_{Λ→∞} e^Λ (L(Λ) - H_b(α))`` of the scaled construction: ``(N-2)(1-α)`` noisy,
     ``N-1`` noiseless (shared ``λ``). The same constant as for linear attention."""
-    N = task.vocab_size
-    return (N - 2) * (1.0 - task.alpha) if task.noisy else float(N - 1)
+    return task.rate_constant
 
 
 def softmax_excess_bounds(
@@ -426,7 +369,7 @@ def softmax_excess_bounds(
     N, H, a = task.vocab_size, task.seq_len, task.alpha
     eps = np.exp(-lam) / (1.0 + (H - 1) * np.exp(-lam))
     if task.noisy:
-        g = abs(math.log(a / (1.0 - a)))
+        g = abs(task.gamma)
         dbar = (lam * (H + 2) + 3.0 * g) * eps
         lower = np.log1p((1 - a) * (N - 2) * np.exp(-lam * (1 + H * eps) - dbar))
         upper = (1 - a) * (N - 2) * np.exp(-lam + lam * (2 * H - 1) * eps + a * dbar)
@@ -446,7 +389,7 @@ def unscaled_logit_bound(task: RecallTask, gamma: float | None = None) -> float:
     with both coordinates of ``x_H + A`` in ``[0, 2]``: ``|ξ_j| ≤ 1 + 2(|γ| + 1)`` noisy,
     ``≤ 1`` noiseless, whatever ``Λ``.
     """
-    g = resolve_gamma(task, gamma, None)
+    g = resolve_gamma(task.alpha, gamma, None)
     return 1.0 + 2.0 * (abs(g) + 1.0) if task.noisy else 1.0
 
 
@@ -464,32 +407,13 @@ def unscaled_lower_bound(task: RecallTask) -> float:
     return math.log1p((N - 1) / math.e)
 
 
-# ------------------------------------------------------------------ the κ = 0 variant
-def kappa0_stalled_loss(task: RecallTask, Lambda, gamma: float | None = None):
-    """Loss of the κ = 0 model carrying the κ = 1 construction's ``F`` (linear/ReLU).
 
-    Then ``ξ_F = U F x_H = γ e_τ`` no longer grows with ``Λ``: ``ξ_y = Λ``, ``ξ_τ = γ`` and
-    ``L(Λ) = log(e^Λ + e^γ + N - 2) - (1-α) Λ - α γ``, which grows like ``α Λ``
-    (``P(τ) → 0``). Noisy tasks only. Vectorised over ``Lambda``.
+
+def softmax_unscaled_floor(task: RecallTask) -> float:
+    """Limit ``Λ → ∞`` of the loss of the construction with softmax attention and ``V = I``.
+
+    The weights concentrate on the position of ``y``, so ``A → E(y) + Ẽ(q)`` and the
+    logits saturate at ``ξ_y = 1`` (and ``ξ_τ = γ + 1``): the loss tends to the linear
+    formula at ``Λ = 1``, strictly above the Bayes risk (the book's [D]).
     """
-    if not task.noisy:
-        raise ValueError("kappa0_stalled_loss needs a noisy task (alpha > 0): F = 0 otherwise")
-    g = resolve_gamma(task, gamma, None)
-    lam = np.asarray(Lambda, dtype=np.float64)
-    N, a = task.vocab_size, task.alpha
-    m = np.maximum(lam, g)
-    out = m + np.log(np.exp(lam - m) + np.exp(g - m) + (N - 2) * np.exp(-m))
-    out = out - (1 - a) * lam - a * g
-    return float(out) if out.ndim == 0 else out
-
-
-def kappa0_stalled_minimum(task: RecallTask) -> tuple[float, float]:
-    """``(Λ*, min L)`` of :func:`kappa0_stalled_loss` at ``γ = log(α/(1-α))``.
-
-    ``Λ* = log(1 + (N-2)(1-α)/α)`` and ``min L = H_b(α) + α Λ*`` (the book's [D]).
-    """
-    if not task.noisy:
-        raise ValueError("kappa0_stalled_minimum needs a noisy task (alpha > 0)")
-    a, N = task.alpha, task.vocab_size
-    lam_star = math.log1p((N - 2) * (1 - a) / a)
-    return lam_star, binary_entropy(a) + a * lam_star
+    return closed_form_loss(task, 1.0)

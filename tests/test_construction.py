@@ -16,15 +16,16 @@ import sympy as sp
 import torch
 
 import icl
-from icl.construct import (
+from icl.closed_forms import (
     closed_form_excess,
     closed_form_logits,
     closed_form_loss,
-    construct,
-    softmax_unscaled_floor,
+    kappa0_stalled_loss,
 )
-from icl.softmax import expected_excess, expected_losses, kappa0_stalled_loss
-from icl.symbolic_construction import (
+from icl.construction import construct
+from icl.losses import expected_excess, expected_losses
+from icl.softmax_construction import softmax_unscaled_floor
+from icl.symbolic.construction import (
     GAMMA,
     LAMBDA,
     TINY,
@@ -57,7 +58,9 @@ def _batch(task, n=128, seed=3, ood=False):
 def test_logits_match_network(attention, name, kappa, Lambda):
     task = TASKS[name]
     batch = _batch(task)
-    net = construct(task, Lambda, attention=attention, kappa=kappa).model()
+    net = icl.OneLayerTransformer.from_construction(
+        construct(task, Lambda, attention=attention, kappa=kappa)
+    )
     out = net(batch.tokens)
     cf = closed_form_logits(task, batch, Lambda)
     assert out.xi.dtype == torch.float64
@@ -74,7 +77,9 @@ def test_loss_matches_network(attention, name, kappa):
     task = TASKS[name]
     batch = _batch(task, n=256)
     for Lambda in LAMBDAS:
-        net = construct(task, Lambda, attention=attention, kappa=kappa).model()
+        net = icl.OneLayerTransformer.from_construction(
+            construct(task, Lambda, attention=attention, kappa=kappa)
+        )
         xi = net(batch.tokens).xi
         per_seq = expected_losses(task, xi, batch.outputs)
         # every context has the same expected loss: no Monte-Carlo noise at all
@@ -96,7 +101,9 @@ def test_noiseless_unequal_lambdas():
     task = TASKS["noiseless"]
     lambdas = [0.5, 1.0, 2.0, 4.0, 8.0]
     batch = _batch(task, n=512)
-    net = construct(task, lambdas=lambdas, attention="relu").model()
+    net = icl.OneLayerTransformer.from_construction(
+        construct(task, lambdas=lambdas, attention="relu")
+    )
     xi = net(batch.tokens).xi
     assert torch.allclose(xi, closed_form_logits(task, batch, lambdas), atol=1e-10)
     per = np.log1p((task.vocab_size - 1) * np.exp(-np.array(lambdas)))
@@ -122,7 +129,7 @@ def test_network_excess_slope_is_minus_one():
     lams = np.array([12.0, 16.0, 20.0])
     ex = []
     for lam in lams:
-        xi = construct(task, lam).model()(batch.tokens).xi
+        xi = icl.OneLayerTransformer.from_construction(construct(task, lam))(batch.tokens).xi
         ex.append(float(expected_excess(task, xi, batch.outputs).mean()))
     slope = np.polyfit(lams, np.log(ex), 1)[0]
     assert abs(slope + 1) < 1e-3
@@ -136,7 +143,9 @@ def test_ood_loss_equals_in_distribution(attention, name):
     b_ood = _batch(task, n=256, seed=11, ood=True)
     assert not set(b_ood.outputs.tolist()) & set(task.outputs.tolist())
     for Lambda in (0.5, 4.0, 12.0):
-        net = construct(task, Lambda, attention=attention).model()
+        net = icl.OneLayerTransformer.from_construction(
+            construct(task, Lambda, attention=attention)
+        )
         l_id = expected_losses(task, net(b_id.tokens).xi, b_id.outputs)
         l_ood = expected_losses(task, net(b_ood.tokens).xi, b_ood.outputs)
         assert torch.allclose(l_id, l_ood, atol=1e-12, rtol=0)
@@ -150,7 +159,9 @@ def test_kappa0_with_kappa1_F_stalls():
     batch = _batch(task)
     for Lambda in (1.0, 5.0, 20.0):
         # the κ = 0 model carrying the κ = 1 matrix F
-        net = dataclasses.replace(construct(task, Lambda, kappa=1), kappa=0).model()
+        net = icl.OneLayerTransformer.from_construction(
+            dataclasses.replace(construct(task, Lambda, kappa=1), kappa=0)
+        )
         assert net.kappa == 0
         xi = net(batch.tokens).xi
         g = math.log(task.alpha / (1 - task.alpha))
@@ -193,7 +204,9 @@ def test_symbolic_tiny_example_matches_network(attention, noisy):
     d = construction_derivation(noisy, attention, 1)
     xi_sym = d["xi"].subs({LAMBDA: lam, GAMMA: gam})
     xi_sym = torch.tensor([float(v) for v in xi_sym], dtype=torch.float64)
-    net = construct(task, lam, attention=attention, d_model=10).model()
+    net = icl.OneLayerTransformer.from_construction(
+        construct(task, lam, attention=attention, d_model=10)
+    )
     xi_net = net(torch.tensor([tokens])).xi[0]
     assert torch.allclose(xi_sym, xi_net, atol=1e-12)
 
@@ -217,7 +230,7 @@ def test_symbolic_loss_identities():
     a, N = sp.Symbol("alpha", positive=True), sp.Symbol("N", positive=True, integer=True)
     assert sp.simplify(L["rate_constant"] - (N - 2) * (1 - a)) == 0
     assert L["slope"] == -1 and sp.simplify(L["noiseless_rate_constant"] - (N - 1)) == 0
-    # numerically equal to icl.construct.closed_form_loss
+    # numerically equal to icl.construction.closed_form_loss
     task = TASKS["noisy"]
     f = sp.lambdify((LAMBDA, a, N), L["loss_optimal"])
     for lam in (0.3, 3.0, 9.0):
