@@ -27,7 +27,7 @@ from .config import mode_banner, pick
 from .constants import predicted_slope
 from .construction import construct
 from .losses import expected_loss
-from .model import OneLayerTransformer
+from .model import OneLayerTransformer, construct_model
 from .rates import fit_rate
 from .roles import evaluate
 from .task import RecallBatch, RecallTask
@@ -48,6 +48,7 @@ __all__ = [
     "closed_form_loss",
     "config",
     "construct",
+    "construct_model",
     "evaluate",
     "expected_loss",
     "fit_rate",

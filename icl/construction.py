@@ -31,7 +31,7 @@ from .architecture import check_attention, check_d_model, check_kappa
 from .constants import resolve_gamma
 from .task import RecallTask
 
-__all__ = ["Construction", "construct", "construction_matrices"]
+__all__ = ["Construction", "construct", "construct_kappa0_stalled", "construction_matrices"]
 
 
 def construction_matrices(
@@ -143,3 +143,15 @@ def construct(
     return Construction(task, attention, check_kappa(kappa), g, scale, W, V, F)
 
 
+def construct_kappa0_stalled(task: RecallTask, Lambda: float, **kwargs) -> Construction:
+    """The ``κ = 0`` model that keeps the ``κ = 1`` construction's matrices (chapter 3).
+
+    Its feed-forward path reads ``x_H`` only, so ``ξ_τ = γ`` no longer grows with ``Λ``:
+    the loss has a minimum above the Bayes risk and then grows like ``αΛ``
+    (:func:`icl.closed_forms.kappa0_stalled_loss`). ``kwargs`` go to :func:`construct`
+    (``kappa`` is fixed).
+    """
+    if "kappa" in kwargs:
+        raise ValueError("construct_kappa0_stalled fixes kappa (kappa=1 matrices, kappa=0 model)")
+    c = construct(task, Lambda, kappa=1, **kwargs)
+    return Construction(c.task, c.attention, 0, c.gamma, c.scale, c.W, c.V, c.F)

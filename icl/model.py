@@ -33,10 +33,10 @@ from .architecture import (
     embed,
 )
 from .constants import resolve_gamma
-from .construction import Construction, construction_matrices
+from .construction import Construction, construct, construction_matrices
 from .task import RecallTask, check_task
 
-__all__ = ["OneLayerTransformer"]
+__all__ = ["OneLayerTransformer", "construct_model"]
 
 
 class OneLayerTransformer(nn.Module):
@@ -219,3 +219,9 @@ class OneLayerTransformer(nn.Module):
         xi_A = A @ (U @ V).T
         xi_F = (xH + self.kappa * A) @ (U @ F).T
         return Logits(xi_A + xi_F, xi_A, xi_F)
+
+
+def construct_model(task: RecallTask, Lambda: float | None = None, **kwargs) -> OneLayerTransformer:
+    """The network of the construction at ``Λ`` (or ``λ``): shorthand for
+    ``OneLayerTransformer.from_construction(construct(task, Lambda, **kwargs))``."""
+    return OneLayerTransformer.from_construction(construct(task, Lambda, **kwargs))

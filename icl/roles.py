@@ -50,14 +50,17 @@ from .losses import expected_loss
 from .model import OneLayerTransformer
 from .task import RecallBatch, RecallTask
 from .task import check_task as _check_task
+from .validate import check_int, check_tensor
 
 __all__ = [
     "REDUCTIONS",
     "RoleTable",
     "attention_on_output",
+    "coordinate_label",
     "copy_scores",
     "evaluate",
     "never_seen_tokens",
+    "nonzero_entries",
     "probability_by_role",
     "role_blocks",
     "role_mass",
@@ -343,3 +346,30 @@ def attention_on_output(model: OneLayerTransformer, batch: RecallBatch) -> float
     rows = torch.arange(batch.batch_size)
     return float(a[rows, batch.pair_pos + 1].double().mean())
 
+
+def coordinate_label(task: RecallTask, index: int) -> str:
+    """The embedding a coordinate of ``R^d`` belongs to: ``E(k)`` for ``k < N``, ``Ẽ(k)``
+    for ``N + k``, ``unused`` beyond ``2N``."""
+    task = _check_task(task)
+    i = check_int("index", index, minimum=0)
+    N = task.vocab_size
+    if i < N:
+        return f"E({i})"
+    if i < 2 * N:
+        return f"Ẽ({i - N})"
+    return f"unused({i})"
+
+
+def nonzero_entries(task: RecallTask, M: torch.Tensor, limit: int = 6) -> str:
+    """The non-zero entries of a ``d × d`` matrix, named by embedding, e.g.
+    ``[E(0), Ẽ(0)] = 3``; at most ``limit`` of them, then their count."""
+    M = check_tensor("M", M, ndim=2)
+    limit = check_int("limit", limit, minimum=1)
+    idx = torch.nonzero(M)
+    items = [
+        f"[{coordinate_label(task, int(i))}, {coordinate_label(task, int(j))}] = "
+        f"{float(M[i, j]):.3g}"
+        for i, j in idx[:limit]
+    ]
+    more = f", ... ({len(idx)} entries)" if len(idx) > limit else ""
+    return ", ".join(items) + more

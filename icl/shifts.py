@@ -317,6 +317,8 @@ class ShiftRow:
     predicted: float
     tol: float
     bayes_risk: float
+    family: str = ""
+    attention: str = ""
 
     @property
     def passed(self) -> bool:
@@ -366,6 +368,8 @@ def shift_table(
                     base.loss + s.predicted_change(task),
                     atol + k * se,
                     r.bayes_risk,
+                    model.family,
+                    model.attention,
                 )
             )
     return rows

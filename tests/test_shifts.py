@@ -119,7 +119,7 @@ def test_construction_invariant_under_shifts(Lambda, attention):
 
 
 def test_noiseless_construction_invariant():
-    net = icl.OneLayerTransformer.from_construction(icl.construct(NOISELESS, 30.0))
+    net = icl.construct_model(NOISELESS, 30.0)
     closed = icl.closed_form_loss(NOISELESS, 30.0)
     for s in S.standard_shifts(NOISELESS):
         assert S.evaluate_shift(net, NOISELESS, s, n=128, seed=2).loss == pytest.approx(
@@ -130,7 +130,7 @@ def test_noiseless_construction_invariant():
 def test_construction_loss_formula():
     for a_t in (0.0, 0.2, 0.5, 0.9):
         for lam in (0.0, 3.0):
-            net = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, lam))
+            net = icl.construct_model(NOISY, lam)
             b = NOISY.sample(64, seed=0)
             meas = icl.evaluate(net, b, alpha=a_t)["loss"]
             assert icl.closed_form_loss(NOISY, lam, alpha_test=a_t) == pytest.approx(
@@ -148,7 +148,7 @@ def test_construction_loss_formula():
 
 def test_shift_table_passes_for_construction_and_can_fail():
     shifts = S.standard_shifts(NOISY)
-    good = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 10.0))
+    good = icl.construct_model(NOISY, 10.0)
     rows = S.shift_table({"construction": good}, NOISY, shifts, n=128, seed=0)
     assert len(rows) == len(shifts) and all(r.passed for r in rows)
     # A model at zero predicts uniformly: its loss ignores α_t, so the α shift's predicted
@@ -182,7 +182,7 @@ def test_bad_arguments():
         S.evaluate_shift("model", NOISY, S.standard_shifts(NOISY)[0])
     with pytest.raises(ValueError, match="built for"):
         S.evaluate_shift(
-            icl.OneLayerTransformer.from_construction(icl.construct(NOISELESS, 1.0)),
+            icl.construct_model(NOISELESS, 1.0),
             NOISY,
             S.standard_shifts(NOISY)[0],
         )
@@ -198,7 +198,7 @@ def test_bad_arguments():
         )
     with pytest.raises(ValueError, match="'none'"):
         S.shift_table(
-            {"m": icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 1.0))},
+            {"m": icl.construct_model(NOISY, 1.0)},
             NOISY,
             S.standard_shifts(NOISY)[1:],
         )
@@ -208,7 +208,7 @@ def test_bad_arguments():
 
 def test_probability_attention_and_context_free():
     lam = 5.0
-    net = icl.OneLayerTransformer.from_construction(icl.construct(NOISY, lam))
+    net = icl.construct_model(NOISY, lam)
     b = NOISY.sample(128, seed=0)
     p = icl.roles.probability_by_role(net, b)
     assert sum(p.values()) == pytest.approx(1.0)
@@ -241,7 +241,7 @@ def test_markdown_table_and_figures():
 
     shifts = S.standard_shifts(NOISY)
     rows = S.shift_table(
-        {"c": icl.OneLayerTransformer.from_construction(icl.construct(NOISY, 10.0))},
+        {"c": icl.construct_model(NOISY, 10.0)},
         NOISY,
         shifts,
         n=32,

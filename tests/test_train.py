@@ -108,7 +108,7 @@ def test_finite_sample_mode_cycles_through_the_data():
 
 def test_expected_loss_integrates_the_target_noise():
     task = icl.RecallTask(seq_len=32, alpha=0.3)
-    model = icl.OneLayerTransformer.from_construction(icl.construct(task, 2.0))
+    model = icl.construct_model(task, 2.0)
     batch = task.sample(20000, seed=2)
     xi = model(batch.tokens).xi.detach()
     exp = icl.expected_loss(xi, batch, task.alpha, task.noise_token)

@@ -18,9 +18,8 @@ from matplotlib.figure import Figure
 
 from ..architecture import ATTENTIONS
 from ..bayes import bayes_risk
-from ..construction import construct
 from ..losses import expected_loss
-from ..model import OneLayerTransformer
+from ..model import construct_model
 from ..task import RecallTask
 
 __all__ = ["construction_explorer", "construction_state", "draw_construction_state"]
@@ -38,7 +37,7 @@ def construction_state(
     if not math.isfinite(Lambda) or Lambda < 0:
         raise ValueError(f"Lambda must be a finite number >= 0, got {Lambda}")
     batch = task.sample(1, seed=seed)
-    net = OneLayerTransformer.from_construction(construct(task, Lambda, attention=attention))
+    net = construct_model(task, Lambda, attention=attention)
     with torch.no_grad():
         _, a = net.scores(batch.tokens)
         xi = net(batch.tokens).xi
