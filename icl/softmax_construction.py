@@ -247,7 +247,7 @@ def softmax_logits(
 
 def _monte_carlo(
     task: RecallTask,
-    Lambdas,
+    Lambda,
     what: str,
     *,
     batch: RecallBatch | None,
@@ -268,9 +268,9 @@ def _monte_carlo(
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
         batch = task.sample(n_samples, generator=make_generator(seed), ood=ood)
     counts = sequence_counts(task, batch.tokens)
-    lams = np.asarray(Lambdas, dtype=np.float64)
+    lams = np.asarray(Lambda, dtype=np.float64)
     if not np.all(np.isfinite(lams)):
-        raise ValueError(f"Lambdas must be finite, got {Lambdas!r}")
+        raise ValueError(f"Lambda must be finite, got {Lambda!r}")
     out = np.empty(lams.shape, dtype=np.float64)
     fn = expected_losses if what == "loss" else expected_excess
     for idx, lam in np.ndenumerate(lams):
@@ -283,7 +283,7 @@ def _monte_carlo(
 
 def softmax_loss(
     task: RecallTask,
-    Lambdas,
+    Lambda,
     *,
     batch: RecallBatch | None = None,
     n_samples: int = 4096,
@@ -294,16 +294,16 @@ def softmax_loss(
     alpha_hat: float | None = None,
     ood: bool = False,
 ) -> np.ndarray | float:
-    """Monte-Carlo expected loss of the softmax construction at each ``Λ`` of ``Lambdas``.
+    """Monte-Carlo expected loss of the softmax construction at each ``Λ`` of ``Lambda``.
 
     One batch (``batch``, or ``n_samples`` fresh sequences drawn with ``seed``) is shared
     by every ``Λ``; each context contributes its exact expected loss over the target
     (:func:`expected_losses`), computed from the closed-form logits. Returns an array
-    shaped like ``Lambdas`` (noiseless: ``Lambdas`` holds shared ``λ`` values), or a float.
+    shaped like ``Lambda`` (noiseless: ``Lambda`` holds shared ``λ`` values), or a float.
     """
     return _monte_carlo(
         task,
-        Lambdas,
+        Lambda,
         "loss",
         batch=batch,
         n_samples=n_samples,
@@ -318,7 +318,7 @@ def softmax_loss(
 
 def softmax_excess(
     task: RecallTask,
-    Lambdas,
+    Lambda,
     *,
     batch: RecallBatch | None = None,
     n_samples: int = 4096,
@@ -333,7 +333,7 @@ def softmax_excess(
     (:func:`expected_excess`); same arguments as :func:`softmax_loss`."""
     return _monte_carlo(
         task,
-        Lambdas,
+        Lambda,
         "excess",
         batch=batch,
         n_samples=n_samples,

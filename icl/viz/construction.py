@@ -33,7 +33,7 @@ def _check_same_length(**arrays: Sequence[float]) -> None:
 
 
 def plot_construction_loss(
-    Lambdas: Sequence[float],
+    Lambda: Sequence[float],
     losses: Mapping[float, Sequence[float]],
     bayes: Mapping[float, float],
     excess: Mapping[float, Sequence[float]],
@@ -43,16 +43,16 @@ def plot_construction_loss(
 ) -> Figure:
     """``L(Λ)`` beside ``H_b(α)`` (left) and the excess on a log scale (right), per ``α``.
 
-    ``losses[α]`` and ``excess[α]`` are the closed forms on ``Lambdas``; ``measured[α]``
+    ``losses[α]`` and ``excess[α]`` are the closed forms on ``Lambda``; ``measured[α]``
     optional ``(Λ points, network loss)`` and ``measured_excess[α]`` the network's excess
     at those points; the right panel also draws the bound ``c_α e^{-Λ}``
     (``c_α = rate_constants[α]``).
     """
-    lam = np.asarray(Lambdas, dtype=float)
+    lam = np.asarray(Lambda, dtype=float)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     colours = plt.cm.viridis(np.linspace(0.05, 0.85, max(len(losses), 1)))
     for col, (alpha, L) in zip(colours, losses.items(), strict=True):
-        _check_same_length(Lambdas=lam, losses=L)
+        _check_same_length(Lambda=lam, losses=L)
         ax1.plot(lam, L, color=col, label=f"α = {alpha:g}: L(Λ)")
         ax1.axhline(bayes[alpha], color=col, ls="--", lw=1)
         ax2.semilogy(lam, excess[alpha], color=col, label=f"α = {alpha:g}: L(Λ) − H_b(α)")
@@ -176,7 +176,7 @@ def plot_logit_split(
 
 
 def plot_softmax_losses(
-    Lambdas: Sequence[float],
+    Lambda: Sequence[float],
     scaled: Sequence[float],
     unscaled: Sequence[float],
     linear: Sequence[float],
@@ -189,8 +189,8 @@ def plot_softmax_losses(
 ) -> Figure:
     """Softmax attention: the book's scaled construction vs ``V = I`` (left), and the
     scaled excess on a log scale with its two-sided bounds and ``c e^{-Λ}`` (right)."""
-    lam = np.asarray(Lambdas, dtype=float)
-    _check_same_length(Lambdas=lam, scaled=scaled, unscaled=unscaled, linear=linear)
+    lam = np.asarray(Lambda, dtype=float)
+    _check_same_length(Lambda=lam, scaled=scaled, unscaled=unscaled, linear=linear)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.plot(lam, linear, color="0.5", lw=1, label="linear attention (closed form)")
     ax1.plot(lam, scaled, color="#c44e52", label="softmax, V = ΛI (book's construction)")
@@ -217,7 +217,7 @@ def plot_softmax_losses(
 
 
 def plot_kappa0(
-    Lambdas: Sequence[float],
+    Lambda: Sequence[float],
     kappa1: Sequence[float],
     stalled: Sequence[float],
     bayes: float,
@@ -228,8 +228,8 @@ def plot_kappa0(
     """The ``κ = 0`` variant: with a growing ``F`` it matches ``κ = 1`` (``kappa1``); with
     the ``κ = 1`` matrix ``F`` it stalls (``stalled``), minimum ``loss_min`` at
     ``lambda_star``, then grows like ``αΛ``."""
-    lam = np.asarray(Lambdas, dtype=float)
-    _check_same_length(Lambdas=lam, kappa1=kappa1, stalled=stalled)
+    lam = np.asarray(Lambda, dtype=float)
+    _check_same_length(Lambda=lam, kappa1=kappa1, stalled=stalled)
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.plot(lam, kappa1, color="#c44e52", label="κ = 1, or κ = 0 with F = (γ+Λ)E(τ)E(q)ᵀ")
     ax.plot(lam, stalled, color="#4c72b0", label="κ = 0 with the κ = 1 matrix F")
