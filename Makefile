@@ -21,7 +21,7 @@ export OMP_NUM_THREADS ?= 1
 # whose ~/.local/share/jupyter holds a python3 kernel of another environment.
 export JUPYTER_PREFER_ENV_PATH = 1
 
-.PHONY: help venv book test lint student clean distclean
+.PHONY: help venv book test lint student clean distclean book-system book-latest linkcheck release-check
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
@@ -29,6 +29,8 @@ help:
 	@echo "make venv   create $(VENV) ($(TORCH_SPEC) first, then -e .[book,test])"
 	@echo "make lint   ruff only;  make clean   remove build outputs"
 	@echo "make student  student edition of the chapters (solutions removed) in _build/student"
+	@echo "make release-check  what a release needs (version, tags, stripped notebooks, both commands)"
+	@echo "make book-latest / book-system / linkcheck   the weekly checks of the workflows"
 
 venv: $(STAMP)
 
@@ -44,8 +46,10 @@ $(STAMP): pyproject.toml Makefile
 
 # Execution is forced by _config.yml (execute_notebooks: force); a failing cell fails the
 # build (raise_on_error), and so does any warning (-W -n --keep-going).
+BOOK_ARGS := --all -W -n --keep-going .
+
 book: venv
-	ICL_PROGRESS=0 $(BIN)/jupyter-book build --all -W -n --keep-going .
+	ICL_PROGRESS=0 $(BIN)/jupyter-book build $(BOOK_ARGS)
 
 test: venv
 	$(BIN)/ruff check .
@@ -59,9 +63,35 @@ lint: venv
 student: venv
 	$(BIN)/python tools/make_student.py --out _build/student
 
+# The weekly workflow's checks, runnable here too.
+# book-system: the book with the packages of the Python that runs make (e.g. Colab's image):
+# nothing is upgraded; only this package and the book tooling are added.
+book-system:
+	$(PYTHON) -m pip install -e ".[book]"
+	$(PYTHON) -m ipykernel install --user --name python3 --display-name "Python 3"
+	ICL_PROGRESS=0 jupyter-book build $(BOOK_ARGS)
+
+# book-latest: a separate venv with the newest releases of torch and numpy (on Linux pass
+# TORCH_PIP_ARGS="--index-url .../whl/cpu" to avoid the CUDA build).
+LATEST := .venv-latest
+book-latest:
+	test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --upgrade $(TORCH_PIP_ARGS) torch
+	$(LATEST)/bin/python -m pip install --upgrade numpy -e ".[book]"
+	$(LATEST)/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
+	ICL_PROGRESS=0 $(LATEST)/bin/jupyter-book build $(BOOK_ARGS)
+
+# Every external link of the book (needs a network connection).
+linkcheck: venv
+	$(BIN)/jupyter-book build --builder linkcheck .
+
+# What a release needs: tools/release_check.py (TAG=vX.Y.Z checks a planned tag name).
+release-check: venv
+	$(BIN)/python tools/release_check.py $(if $(TAG),--tag $(TAG),)
+
 clean:
 	rm -rf _build .pytest_cache .ruff_cache .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(LATEST) *.egg-info

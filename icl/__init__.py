@@ -9,7 +9,7 @@ training and rate fits. Everything else is imported by module, one module per id
   ``validate``, ``config``, ``rates`` (shared with the related-results subpackages);
   ``constants`` (γ, the rate constant), ``task`` (sampler); ``bayes``, ``losses``,
   ``architecture``; ``construction``, ``closed_forms``, ``softmax_construction``;
-  ``model``; ``roles`` (metrics and weights by token role); ``train``;
+  ``model``; ``roles`` (metrics and weights by token role); ``training``;
 - chapter modules: ``laws`` (ch. 1), ``montecarlo`` (ch. 2), ``dynamics`` and
   ``finite`` (ch. 4), ``shifts`` (ch. 5); ``symbolic.bayes`` (ch. 2) and
   ``symbolic.construction`` (ch. 3) for the SymPy derivations;
@@ -18,6 +18,8 @@ training and rate fits. Everything else is imported by module, one module per id
 
 ``CONTRIBUTING.md`` describes the layers and the test that enforces them.
 """
+
+from importlib import metadata as _metadata
 
 from . import config
 from .architecture import ATTENTIONS, FAMILIES
@@ -31,9 +33,12 @@ from .model import OneLayerTransformer, construct_model
 from .rates import fit_rate
 from .roles import evaluate
 from .task import RecallBatch, RecallTask
-from .train import History, train
+from .training import History, train
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = _metadata.version("icl-recall")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ATTENTIONS",

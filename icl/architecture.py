@@ -32,7 +32,7 @@ __all__ = [
 
 #: the attention activations ``σ``
 ATTENTIONS = ("linear", "relu", "softmax")
-#: the parameter families: all of ``F, V, W``; only ``Λ``/``λ``; only ``W``
+#: the parameter families (all of ``F, V, W``; only ``Λ``/``λ``; only ``W``)
 FAMILIES = ("origin", "reparam", "reparam_w")
 
 

@@ -30,7 +30,7 @@ from .closed_forms import closed_form_loss
 from .model import OneLayerTransformer
 from .rates import RateFit
 from .task import RecallBatch, RecallTask, check_task
-from .train import History, train
+from .training import History, train
 
 __all__ = [
     "FiniteSampleResult",
@@ -296,7 +296,7 @@ def loglog_slope(ms, excess) -> RateFit:
     ``x = log m``. (Residual-based errors would be unreliable with few sizes; inverse-variance
     weights would favour the sizes whose skewed sample happened to have a small spread.)
     The prediction ``E[excess] ≈ 1/(2m)`` is a slope of ``-1``. Returns an
-    :class:`icl.RateFit` whose ``t`` axis is ``log m`` (``fit.line(np.log(m))``).
+    :class:`icl.rates.RateFit` whose ``t`` axis is ``log m`` (``fit.line(np.log(m))``).
     """
     m = _check_m_array(ms).astype(np.float64)
     e = np.asarray(excess, dtype=np.float64)

@@ -4,17 +4,13 @@ The sampler of :mod:`icl.task` follows the authors' protocol (the model page §1
 module measures, on a sampled :class:`~icl.task.RecallBatch`, the law of each random
 choice the protocol makes and sets it beside the law the protocol prescribes:
 
-========================  =========================================================
-function                  law checked
-========================  =========================================================
-:func:`position_law`      start ``p`` of the ``(q, y)`` pair: uniform on ``0 … H-3``
-:func:`noise_position_law` start ``p'`` of the ``(q, τ)`` pair given ``p``: uniform on
-                          the starts with ``|p' - p| ≥ 2``
-:func:`filler_law`        filler tokens: i.i.d. uniform on ``{|Q|, …, N-2}``
-:func:`trigger_law`       ``q``: uniform on ``Q`` (noiseless), ``q = 0`` (noisy)
-:func:`output_law`        ``y``: uniform on ``O`` (or on the OOD outputs)
-:func:`target_law`        fraction of targets equal to ``τ``: ``α`` (binomial)
-========================  =========================================================
+* :func:`position_law`: the start ``p`` of the ``(q, y)`` pair, uniform on ``0 … H-3``;
+* :func:`noise_position_law`: the start ``p'`` of the ``(q, τ)`` pair given ``p``, uniform
+  on the starts with ``|p' - p| ≥ 2``;
+* :func:`filler_law`: the filler tokens, i.i.d. uniform on ``{|Q|, …, N-2}``;
+* :func:`trigger_law`: ``q``, uniform on ``Q`` (noiseless), ``q = 0`` (noisy);
+* :func:`output_law`: ``y``, uniform on ``O`` (or on the OOD outputs);
+* :func:`target_law`: the fraction of targets equal to ``τ``, ``α`` (binomial).
 
 :func:`check_structure` counts the sequences that break a structural promise of the
 protocol (it should find none), and :func:`token_usage` counts how often each token
@@ -253,7 +249,7 @@ def noise_position_law(task: RecallTask, batch: RecallBatch, n_bins: int = 10) -
 def filler_mask(batch: RecallBatch) -> torch.Tensor:
     """Boolean ``[B, H]`` mask of the filler positions: all but the planted pairs and ``z_H``.
 
-    Distractor pairs are not recorded in a :class:`RecallBatch`, so they count as filler.
+    Distractor pairs are not recorded in a :class:`~icl.task.RecallBatch`, so they count as filler.
     """
     B, H = batch.tokens.shape
     mask = torch.ones(B, H, dtype=torch.bool)

@@ -6,7 +6,7 @@ output ``y`` otherwise, so the expected cross-entropy of logits ``ξ`` is
     E[-log softmax(ξ)_{z_{H+1}} | z_{1:H}] = logsumexp(ξ) - (1-α) ξ_y - α ξ_τ,
 
 an unbiased, lower-variance estimate of the population loss (the coin of the target is
-averaged analytically instead of sampled). :func:`expected_excess` writes the same
+averaged analytically instead of sampled). :func:`icl.losses.expected_excess` writes the same
 quantity minus ``H_b(α)`` in a form that keeps its relative precision when the excess is
 tiny. Notation: the book page *The task and the model, precisely* (``book/model.md``).
 """
@@ -27,7 +27,7 @@ def expected_loss(
 
     ``E[-log p(z_{H+1}) | z_{1:H}] = -(1-α) log p(y) - α log p(τ)``: an unbiased,
     lower-variance estimate of the population loss (the draw of the target is averaged
-    analytically instead of sampled). ``batch`` is a :class:`RecallBatch` or the clean
+    analytically instead of sampled). ``batch`` is a :class:`~icl.task.RecallBatch` or the clean
     outputs ``y`` themselves (``[B]``). Computed in float64.
     """
     outputs = batch.outputs if isinstance(batch, RecallBatch) else batch

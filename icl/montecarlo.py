@@ -1,7 +1,7 @@
 """Monte-Carlo estimates of Bayes risks on sampled sequences (the book's checks, [D]).
 
 :func:`mc_oracle_risk` estimates the expected cross-entropy of the Bayes-optimal
-predictor ``p* = (1-α) δ_y + α δ_τ`` (:func:`icl.oracle_losses`, which reads ``y`` off
+predictor ``p* = (1-α) δ_y + α δ_τ`` (:func:`icl.bayes.oracle_losses`, which reads ``y`` off
 the context) and returns the mean with its standard error; theory says the mean is
 ``H_b(α)`` whatever ``N``, ``H``, ``|Q|``, ``|O|`` and the split.
 
@@ -116,7 +116,7 @@ def mc_oracle_risk(
     """Monte-Carlo estimate of the oracle's risk: ``(mean, standard error)`` over ``n`` sequences.
 
     The oracle is the Bayes-optimal predictor ``(1-α) δ_y + α δ_τ`` with ``y`` recovered
-    from the context (:func:`icl.oracle_losses`); theory says the mean estimates
+    from the context (:func:`icl.bayes.oracle_losses`); theory says the mean estimates
     ``H_b(α)``. With ``α = 0`` every loss is exactly ``0`` (so is the standard error).
     Sequences are drawn in batches of ``batch_size`` from one generator seeded with
     ``seed``; ``ood=True`` draws ``y`` from the OOD outputs.
@@ -157,7 +157,7 @@ def planted_variant_log_probs(
 ) -> torch.Tensor:
     """Log-probabilities ``[B, N]`` of the Bayes predictor of the planted variant.
 
-    Where the context holds the ``(q, y)`` pair (:func:`icl.recover_output` finds it):
+    Where the context holds the ``(q, y)`` pair (:func:`icl.bayes.recover_output` finds it):
     ``(1-α) δ_y + α δ_τ``. Where it does not: ``α δ_τ + (1-α)/K`` on each of the ``K``
     candidate outputs (:func:`n_candidate_outputs`: the training outputs, or the OOD
     outputs when ``ood=True``). Impossible tokens get ``-inf``. Vectorised over the batch.

@@ -213,8 +213,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Metrics of ``model`` on ``batch``.
 
-    Returns ``loss`` (target noise integrated out, :func:`expected_loss`), ``sampled_loss``
-    (cross-entropy against ``batch.targets``), ``p_y`` and ``p_tau`` (mean probability of
+    Returns ``loss`` (target noise integrated out, :func:`icl.losses.expected_loss`),
+    ``sampled_loss`` (cross-entropy against ``batch.targets``), ``p_y`` and ``p_tau`` (mean probability of
     the clean output and of ``τ``), and the role split of the logits: ``xiA_y`` and
     ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``), ``xiF_tau`` and
     ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
@@ -334,7 +334,7 @@ def probability_by_role(model: OneLayerTransformer, batch: RecallBatch) -> dict[
 def attention_on_output(model: OneLayerTransformer, batch: RecallBatch) -> float:
     """Mean attention weight ``a_h`` on the position holding ``y`` (``h = p + 1``).
 
-    Compared between a batch and its :func:`relabel_outputs`, it tells whether the
+    Compared between a batch and its :func:`icl.shifts.relabel_outputs`, it tells whether the
     attention (the *where*) carries over to unseen outputs, separately from the value
     and feed-forward paths (the *what*).
     """

@@ -55,7 +55,7 @@ __all__ = [
     "zipf_filler",
 ]
 
-#: Keywords of :func:`icl.sample_sequences` a shift may set. ``plant_prob`` is excluded:
+#: Keywords of :func:`icl.task.sample_sequences` a shift may set. ``plant_prob`` is excluded:
 #: a missing pair changes the Bayes risk itself (chapter 2), it is not a nuisance shift.
 SHIFT_KEYS = ("ood", "alpha", "filler_probs", "pair_position", "n_distractors", "seq_len")
 
@@ -76,9 +76,9 @@ class Shift:
         A short label (table rows) and one sentence saying what changes.
     prediction : str
         What the book predicts for the construction, stated before any measurement.
-    kwargs : mapping
-        Keywords for :func:`icl.sample_sequences` (a subset of :data:`SHIFT_KEYS`).
-        ``ood=True`` is realised by :func:`relabel_outputs` on the unshifted batch drawn
+    kwargs : dict
+        Keywords for :func:`icl.task.sample_sequences` (a subset of :data:`SHIFT_KEYS`).
+        ``ood=True`` is realised by :func:`icl.shifts.relabel_outputs` on the unshifted batch drawn
         with the same seed, so the OOD set is *paired* with the in-distribution set.
     """
 
@@ -131,7 +131,7 @@ def zipf_filler(task: RecallTask, exponent: float = 1.0) -> torch.Tensor:
     """A Zipf filler law: ``P(k) ∝ r_k^{-s}`` over the filler tokens (rank ``r_k = k - |Q| + 1``).
 
     Length-``N`` vector, zero on the triggers and on ``τ``; training outputs get the
-    largest probabilities (ranks 1…|O|).
+    largest probabilities (ranks ``1 … |O|``).
     """
     task = _check_task(task)
     s = float(exponent)

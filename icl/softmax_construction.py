@@ -127,11 +127,17 @@ class SequenceCounts:
 
     Attributes
     ----------
-    y : the clean output read off the context (:func:`icl.recover_output`).
-    q : the trigger (the last token).
-    n : ``[B, N]`` counts of each token over the positions *other than* ``y``'s.
-    n_q : count of ``q`` over ``z_{1:H}``.
-    m : positions other than ``y``'s that follow a ``q`` (the ``τ`` position when noisy).
+    y
+        The clean output read off the context (:func:`icl.bayes.recover_output`).
+    q
+        The trigger, which is the last token.
+    n
+        ``[B, N]`` counts of each token over the positions *other than* ``y``'s.
+    n_q
+        The count of ``q`` over ``z_{1:H}``.
+    m
+        The positions other than ``y``'s that follow a ``q`` (the ``τ`` position when
+        noisy).
     """
 
     y: torch.Tensor
@@ -298,7 +304,7 @@ def softmax_loss(
 
     One batch (``batch``, or ``n_samples`` fresh sequences drawn with ``seed``) is shared
     by every ``Λ``; each context contributes its exact expected loss over the target
-    (:func:`expected_losses`), computed from the closed-form logits. Returns an array
+    (:func:`icl.losses.expected_losses`), computed from the closed-form logits. Returns an array
     shaped like ``Lambda`` (noiseless: ``Lambda`` holds shared ``λ`` values), or a float.
     """
     return _monte_carlo(
@@ -330,7 +336,7 @@ def softmax_excess(
     ood: bool = False,
 ) -> np.ndarray | float:
     """Monte-Carlo expected excess ``L(Λ) - H_b(α)``, each context's term computed stably
-    (:func:`expected_excess`); same arguments as :func:`softmax_loss`."""
+    (:func:`icl.losses.expected_excess`); same arguments as :func:`softmax_loss`."""
     return _monte_carlo(
         task,
         Lambda,

@@ -179,7 +179,7 @@ class RecallTask:
 
     @property
     def active_triggers(self) -> torch.Tensor:
-        """The triggers that occur: all of ``Q`` when noiseless, ``{0}`` when noisy."""
+        """The triggers that occur (all of ``Q`` when noiseless, ``{0}`` when noisy)."""
         return torch.arange(1) if self.noisy else self.triggers
 
     @property
@@ -189,7 +189,7 @@ class RecallTask:
 
     @property
     def ood_outputs(self) -> torch.Tensor:
-        """Outputs never seen as outputs in training: ``{|Q|+|O|, …, N-2}``."""
+        """The outputs never seen as outputs in training, ``{|Q|+|O|, …, N-2}``."""
         return torch.arange(self.n_triggers + self.n_outputs, self.vocab_size - 1)
 
     @property

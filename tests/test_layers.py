@@ -36,7 +36,7 @@ LAYERS: dict[str, int] = {
     "icl.softmax_construction": 5,
     "icl.model": 5,
     "icl.roles": 6,
-    "icl.train": 7,
+    "icl.training": 7,
     "icl.laws": 8,
     "icl.montecarlo": 8,
     "icl.dynamics": 8,

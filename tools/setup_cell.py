@@ -22,8 +22,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
+def package_version(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """The package version, whose only home is ``pyproject.toml``."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+
+
 #: Release tag installed on Colab: ``v`` + the version in pyproject.toml.
-RELEASE_TAG = "v0.1.0"
+RELEASE_TAG = "v" + package_version()
 
 #: Cell tags: the code is folded away in the book, the banner line stays visible.
 SETUP_CELL_TAGS = ["hide-input"]

@@ -102,8 +102,8 @@ def bayes_optimal_derivation(n_other: int = 2) -> Derivation:
     linear, so the KKT point is the global minimiser; its Hessian on the support is
     positive definite (strictly convex there), so it is unique.
 
-    Returns a :class:`Derivation` with results ``p_star`` (dict symbol -> value),
-    ``p_star_vector``, ``duals``, ``hessian_support``, ``hessian_at_optimum``,
+    Returns a :class:`~icl.symbolic.toolkit.Derivation` with results ``p_star`` (dict
+    symbol -> value), ``p_star_vector``, ``duals``, ``hessian_support``, ``hessian_at_optimum``,
     ``tangent_curvature`` (``1/(α(1-α))``), ``risk`` (``H_b(α)``), ``risk_at_zero``,
     ``symbols``.
     """
@@ -421,7 +421,10 @@ def planted_variant_derivation(k: int | None = None) -> Derivation:
 
 
 def planted_variant_risk_expr() -> sp.Expr:
-    """``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K`` (symbols :data:`ALPHA`, :data:`RHO`, :data:`K`)."""
+    """``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K``.
+
+    Symbols: :data:`~icl.symbolic.toolkit.ALPHA`, :data:`RHO`, :data:`K`.
+    """
     return planted_variant_derivation()["risk"]
 
 

@@ -58,7 +58,7 @@ LAMBDA_SMALL = sp.Symbol("lambda", nonnegative=True)
 #: ``β = α/(1-α) > 0``: the odds of the noise token.
 BETA = sp.Symbol("beta", positive=True)
 
-#: The tiny instance: token roles, the sequence ``z_1 … z_H`` and the task parameters.
+#: The tiny instance (token roles, the sequence ``z_1 … z_H`` and the task parameters).
 TINY = {
     "vocab_size": 5,
     "q": 0,

@@ -40,11 +40,11 @@ class Step:
         Short key (``"lagrangian"``, ``"p_star"``, …) used to look the step up.
     title : str
         One sentence saying what the step does (Markdown, may contain ``$…$``).
-    exprs : tuple of SymPy objects
+    exprs : tuple
         The step's content as computed: expressions, ``Eq`` objects, matrices.
     lhs : tuple of str
         LaTeX of a left-hand side for each expression (``""``: none).
-    display : tuple of SymPy objects or None
+    display : tuple
         A form of each expression that reads better (``1-α`` rather than ``-(α-1)``),
         checked equal to the computed one when the step is built; ``None``: use
         ``exprs``.

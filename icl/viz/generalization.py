@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ..roles import RoleTable
 from ..shifts import ShiftRow
-from ..train import History
+from ..training import History
 
 __all__ = [
     "plot_alpha_shift",
@@ -34,8 +34,8 @@ def plot_id_ood_curves(
 ) -> Figure:
     """In-distribution (solid) and unseen-output (dashed) loss over training, one panel per model.
 
-    ``histories`` maps a label (e.g. ``"origin / linear, κ=1"``) to a :class:`History` or
-    a list of them (several seeds: the first is drawn bold, the others thin). The Bayes
+    ``histories`` maps a label (e.g. ``"origin / linear, κ=1"``) to a
+    :class:`~icl.training.History` or a list of them (several seeds: the first is drawn bold, the others thin). The Bayes
     risk ``H_b(α)`` is the black dotted line.
     """
     if not histories:

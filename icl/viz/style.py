@@ -1,6 +1,6 @@
 """One style for every figure of the book: the palette, reference lines, seed bands.
 
-Every figure module under :mod:`icl.viz` (and the related-results subpackages) draws with
+Every figure module under ``icl.viz`` (and the related-results subpackages) draws with
 these pieces, so a token role, a theory curve or a spread over seeds looks the same in
 every chapter. Colours are the colour-blind-safe Okabe–Ito hues.
 """

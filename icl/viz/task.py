@@ -1,6 +1,6 @@
 """Figures of chapter 1: sampled sequences of the recall task and the sampler's laws.
 
-Every function returns a :class:`matplotlib.figure.Figure`, except :func:`roles_markdown`
+Every function returns a ``matplotlib.figure.Figure``, except :func:`roles_markdown`
 (a Markdown table as a string).
 """
 

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..rates import RateFit
-from ..train import History
+from ..training import History
 from .style import positive
 
 __all__ = [

@@ -50,7 +50,7 @@ class History:
     ``train_loss`` has one entry per step (the loss of the mini-batch the step used).
     The evaluation metrics are recorded at ``steps`` (0, every ``eval_every`` and the last
     step): ``pop`` on held-out fresh sequences, ``ood`` on sequences whose ``y`` is an OOD
-    output (each a dict of lists, keys as in :func:`evaluate`). ``params`` holds the
+    output (each a dict of lists, keys as in :func:`icl.roles.evaluate`). ``params`` holds the
     scalar parameters (``Lambda``; each ``lambda_k``) and the Frobenius norms of the
     matrices (``|W|``, ...) at the same steps.
     """

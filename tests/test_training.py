@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import icl
-from icl.train import normalized_step
+from icl.training import normalized_step
 
 
 def test_normalised_gd_gives_lambda_equal_eta_t_exactly():
