@@ -35,8 +35,8 @@ def plot_id_ood_curves(
     """In-distribution (solid) and unseen-output (dashed) loss over training, one panel per model.
 
     ``histories`` maps a label (e.g. ``"origin / linear, κ=1"``) to a
-    :class:`~icl.training.History` or a list of them (several seeds: the first is drawn bold, the others thin). The Bayes
-    risk ``H_b(α)`` is the black dotted line.
+    :class:`~icl.training.History` or a list of them (several seeds: the first is drawn
+    bold, the others thin). The Bayes risk ``H_b(α)`` is the black dotted line.
     """
     if not histories:
         raise ValueError("histories must be a non-empty mapping {label: History}")
