@@ -215,9 +215,9 @@ def evaluate(
 
     Returns ``loss`` (target noise integrated out, :func:`icl.losses.expected_loss`),
     ``sampled_loss`` (cross-entropy against ``batch.targets``), ``p_y`` and ``p_tau``
-    (mean probability of the clean output and of ``τ``), and the role split of the logits: ``xiA_y`` and
-    ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``), ``xiF_tau`` and
-    ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
+    (mean probability of the clean output and of ``τ``), and the role split of the logits:
+    ``xiA_y`` and ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``),
+    ``xiF_tau`` and ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
     """
     task = model.task
     a = task.alpha if alpha is None else float(alpha)
