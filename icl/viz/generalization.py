@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from ..roles import RoleTable
 from ..shifts import ShiftRow
 from ..training import History
+from .style import bayes_line
 
 __all__ = [
     "plot_alpha_shift",
@@ -69,7 +70,7 @@ def plot_id_ood_curves(
                     ls="--",
                     label="unseen outputs" if i == 0 else None,
                 )
-        ax.axhline(bayes, color="k", ls=":", lw=1.2, label=rf"$H_b(\alpha)$ = {bayes:.3f}")
+        bayes_line(ax, bayes, label=rf"$H_b(\alpha)$ = {bayes:.3f}")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.flat[n:]:

@@ -20,6 +20,7 @@ __all__ = [
     "band",
     "bayes_line",
     "finish_axes",
+    "loss_panel",
     "positive",
 ]
 
@@ -130,3 +131,38 @@ def finish_axes(
     ax.grid(alpha=0.3, which="both")
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=fontsize)
+
+
+def loss_panel(
+    ax: Axes,
+    steps: Sequence[float],
+    losses: np.ndarray,
+    *,
+    bayes: float | None = None,
+    excess: bool = False,
+    label: str | None = None,
+    color: str | None = None,
+    **line_kw,
+):
+    """A loss curve against the training step: the one panel every training figure draws.
+
+    ``losses`` is one run (1-D) or several (rows, e.g. seeds: mean and spread via
+    :func:`band`). With ``excess=True`` the curve is ``loss - bayes`` on a log axis (a
+    linear rate is then a straight line); otherwise the loss itself, with the Bayes risk
+    ``bayes`` as a reference line. Returns the line.
+    """
+    y = np.asarray(losses, dtype=np.float64)
+    if excess:
+        if bayes is None:
+            raise ValueError("excess=True needs the Bayes risk: pass bayes=...")
+        y = y - bayes
+    if y.ndim == 1:
+        t, v = positive(steps, y) if excess else (np.asarray(steps, dtype=np.float64), y)
+        (line,) = ax.plot(t, v, color=color, label=label, **line_kw)
+        if excess:
+            ax.set_yscale("log")
+    else:
+        line = band(ax, steps, y, color=color, label=label, log=excess, **line_kw)
+    if bayes is not None and not excess:
+        bayes_line(ax, bayes, label=None)
+    return line

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ..rates import RateFit
 from ..training import History
-from .style import positive
+from .style import loss_panel, positive
 
 __all__ = [
     "plot_finite_sample",
@@ -153,7 +153,8 @@ def plot_training_curves(
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     for k, (label, h) in enumerate(histories.items()):
         t = h.step_array
-        ax.semilogy(*positive(t, h.excess("pop")), color=f"C{k}", lw=2, label=label)
+        loss_panel(ax, t, h.array("loss"), bayes=h.bayes_risk, excess=True, color=f"C{k}",
+                   lw=2, label=label)
         axp.plot(t, h.array("p_y"), color=f"C{k}", lw=2, label=f"{label}: $P(y)$")
         if alpha > 0:
             axp.plot(t, h.array("p_tau"), color=f"C{k}", lw=2, ls="-.",
