@@ -205,6 +205,9 @@ class RegressionTask:
         if mean.shape != (d,):
             raise ValueError(f"prior_mean must have shape ({d},), got {mean.shape}")
         object.__setattr__(self, "prior_mean", mean)
+        object.__setattr__(self, "_identity", {k: bool(np.array_equal(getattr(self, k), np.eye(d)))
+                                               for k in ("cov", "prior_cov", "relu_cov")})
+        object.__setattr__(self, "_has_mean", bool(np.any(mean)))
         object.__setattr__(self, "sigma2", float(self.sigma2))
         object.__setattr__(self, "tau2", float(self.tau2))
 
@@ -222,6 +225,15 @@ class RegressionTask:
                 and np.allclose(self.cov, np.eye(self.d))
                 and np.allclose(self.prior_cov, np.eye(self.d))
                 and not np.any(self.prior_mean))
+
+    def same_up_to_noise(self, other: RegressionTask) -> bool:
+        """Whether ``other`` is this task with possibly another ``σ²``."""
+        if not isinstance(other, RegressionTask):
+            return False
+        return (self.d, self.n, self.tau2, self.covariates, self.target) == (
+            other.d, other.n, other.tau2, other.covariates, other.target) and all(
+            np.array_equal(getattr(self, k), getattr(other, k))
+            for k in ("cov", "prior_cov", "prior_mean", "relu_cov"))
 
     def with_(self, **changes: Any) -> RegressionTask:
         """A copy with some fields changed (e.g. ``task.with_(n=80)``)."""
@@ -279,18 +291,26 @@ class RegressionTask:
                 raise ValueError(f"sigma2 must have one entry per model ({lead[0]}), "
                                  f"got shape {s2.shape}")
             noise_sd = torch.as_tensor(np.sqrt(s2), dtype=dtype)
+        return self._draw(lead, g, noise_sd, dtype)
+
+    def _draw(self, lead: tuple[int, ...], g: torch.Generator, noise_sd: torch.Tensor,
+              dtype: torch.dtype) -> Prompts:
+        """The sampler without input checks (``noise_sd``: ``[]`` or ``[K]``)."""
+        d, n = self.d, self.n
         x = self._coordinates((*lead, n + 1, d), g, dtype)
-        if not np.array_equal(self.cov, np.eye(d)):
+        if not self._identity["cov"]:
             x = x @ torch.as_tensor(self._chol["cov"], dtype=dtype).T     # cov Σ
+        w = torch.randn(*lead, d, generator=g, dtype=dtype)
         if self.target == "linear":
-            w = torch.randn(*lead, d, generator=g, dtype=dtype)
-            if not np.array_equal(self.prior_cov, np.eye(d)):
+            if not self._identity["prior_cov"]:
                 w = w @ torch.as_tensor(self._chol["prior_cov"], dtype=dtype).T
-            w = w * math.sqrt(self.tau2) + torch.as_tensor(self.prior_mean, dtype=dtype)
+            w = w * math.sqrt(self.tau2)
+            if self._has_mean:
+                w = w + torch.as_tensor(self.prior_mean, dtype=dtype)
             clean = (x * w.unsqueeze(-2)).sum(-1)
         else:
-            Lu = torch.as_tensor(self._chol["relu_cov"], dtype=dtype)
-            w = torch.randn(*lead, d, generator=g, dtype=dtype) @ Lu.T
+            if not self._identity["relu_cov"]:
+                w = w @ torch.as_tensor(self._chol["relu_cov"], dtype=dtype).T
             clean = (x * w.unsqueeze(-2)).sum(-1).clamp_min(0.0)
         eps = torch.randn(*lead, n + 1, generator=g, dtype=dtype)
         sd = noise_sd.reshape(noise_sd.shape + (1,) * (len(lead) + 1 - noise_sd.dim()))

@@ -37,6 +37,7 @@ from .data import Prompts, RegressionTask, as_generator
 from .model import gd_step_prediction
 
 __all__ = [
+    "bayes_risk_mc",
     "eta_relu",
     "eta_star",
     "gamma_star",
@@ -309,3 +310,23 @@ def mc_gd_loss(task: RegressionTask, gamma: Any, n_prompts: int = 200_000,
     var = (s2 / n_prompts - mean**2) * n_prompts / (n_prompts - 1)
     return mean, math.sqrt(max(var, 0.0) / n_prompts)
 
+
+
+def bayes_risk_mc(task: RegressionTask, n_prompts: int = 100_000,
+                  seed: int | torch.Generator = 0) -> tuple[float, float]:
+    """Monte-Carlo Bayes risk ``σ² + E[x_q^T P x_q]`` of a Gaussian linear task, with the
+    posterior covariance ``P = (X^T X/σ² + (τ² Σ_w)^{-1})^{-1}`` of ``w`` given the prompt
+    (the posterior mean of ``w`` is the best predictor). Needs ``σ² > 0``."""
+    if not isinstance(task, RegressionTask):
+        raise TypeError(f"task must be an icl.lsa.RegressionTask, got {type(task).__name__}")
+    if task.target != "linear" or task.covariates != "gaussian":
+        raise ValueError("the Bayes risk is computed for Gaussian covariates and linear targets")
+    if task.sigma2 <= 0:
+        raise ValueError("sigma2 must be > 0 (at σ² = 0 and n ≥ d the Bayes risk is 0)")
+    n_prompts = check_int("n_prompts", n_prompts, minimum=2)
+    p = task.sample(n_prompts, seed, dtype=torch.float64)
+    prec0 = torch.as_tensor(np.linalg.inv(task.tau2 * task.prior_cov))
+    prec = p.X.transpose(1, 2) @ p.X / task.sigma2 + prec0
+    quad = (p.x_q * torch.linalg.solve(prec, p.x_q.unsqueeze(-1)).squeeze(-1)).sum(-1)
+    r = task.sigma2 + quad
+    return float(r.mean()), float(r.std() / math.sqrt(n_prompts))

@@ -26,7 +26,6 @@ import torch
 from ..validate import (
     check_bool,
     check_budget,
-    check_finite_array,
     check_int,
     check_real,
     check_seed,
@@ -70,13 +69,49 @@ class TrainResult:
     seconds: float
 
 
+def _noise_levels(tasks: Sequence[RegressionTask], runs: int) -> np.ndarray:
+    return np.repeat([t.sigma2 for t in tasks], runs)
+
+
+def _sampler(tasks: Sequence[RegressionTask], runs: int, batch: int,
+             g: torch.Generator) -> Callable[[], Prompts]:
+    """Draw ``[K, batch]`` prompts, model ``k`` from ``tasks[k // runs]``: one vectorised
+    call when the tasks differ only in ``σ²``, one call per task otherwise."""
+    K = len(tasks) * runs
+    first = tasks[0]
+    same = all(first.same_up_to_noise(t) for t in tasks)
+    if same:
+        sd = torch.as_tensor(np.sqrt(_noise_levels(tasks, runs)), dtype=torch.float32)
+        return lambda: first._draw((K, batch), g, sd, torch.float32)
+    sds = [torch.full((runs,), math.sqrt(t.sigma2)) for t in tasks]
+
+    def draw() -> Prompts:
+        parts = [t._draw((runs, batch), g, sd, torch.float32)
+                 for t, sd in zip(tasks, sds, strict=True)]
+        return Prompts(*(torch.cat([getattr(p, f) for p in parts])
+                         for f in ("X", "y", "x_q", "y_q", "w")))
+    return draw
+
+
+def _check_tasks(tasks: Any) -> list[RegressionTask]:
+    items = [tasks] if isinstance(tasks, RegressionTask) else list(tasks)
+    if not items:
+        raise ValueError("tasks must hold at least one RegressionTask")
+    for i, t in enumerate(items):
+        _check_task(f"tasks[{i}]", t)
+    if len({(t.d, t.n) for t in items}) != 1:
+        raise ValueError("tasks trained together must share d and n, got "
+                         f"{sorted({(t.d, t.n) for t in items})}")
+    return items
+
+
 def train_lsa(
-    task: RegressionTask,
+    tasks: RegressionTask | Sequence[RegressionTask],
     steps: int,
     *,
     runs: int = 1,
-    sigma2: Sequence[float] | None = None,
     lr: float = 3e-3,
+    milestones: Sequence[tuple[float, float]] = ((0.75, 1 / 3),),
     batch: int = 1024,
     init_std: float = 0.01,
     pv_last: float | None = 1.0,
@@ -84,38 +119,42 @@ def train_lsa(
     seed: int = 0,
     record_every: int = 50,
 ) -> TrainResult:
-    """Train ``runs × len(sigma2)`` LSA models (float32) with Adam on fresh batches.
+    """Train ``runs`` LSA models per task (float32) with Adam on fresh batches.
 
-    Model ``k`` has noise level ``sigma2[k // runs]`` (default: the task's) and its own
-    initialisation and batches. The learning rate is ``lr`` for the first three quarters
-    of the steps and ``lr/3`` for the last quarter.
+    Model ``k`` learns ``tasks[k // runs]`` (tasks trained together share ``d`` and
+    ``n``), from its own initialisation and its own batches. The learning rate is ``lr``,
+    multiplied by ``factor`` from the fraction ``f`` of the steps on, for each
+    ``(f, factor)`` in ``milestones`` (default: ``lr/3`` for the last quarter).
     """
-    task = _check_task("task", task)
+    tasks = _check_tasks(tasks)
     steps = check_int("steps", steps, minimum=1)
     runs = check_int("runs", runs, minimum=1)
     lr = check_real("lr", lr, low=0.0, low_open=True)
     batch = check_int("batch", batch, minimum=1)
     record_every = check_int("record_every", record_every, minimum=1)
     seed = check_seed("seed", seed)
-    s2 = (np.array([task.sigma2]) if sigma2 is None
-          else check_finite_array("sigma2", sigma2, low=0.0))
-    if s2.ndim != 1 or s2.size == 0:
-        raise ValueError(f"sigma2 must be a non-empty list of noise levels, got {sigma2!r}")
-    per_model = np.repeat(s2, runs)
-    K = per_model.size
     check_budget("steps", steps, 10_000_000, unit="steps", keyword="steps")
-    model = LinearSelfAttention(task.d, family, models=K, init_std=init_std, pv_last=pv_last,
-                                seed=seed)
+    sched = []
+    for i, item in enumerate(milestones):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"milestones[{i}] must be (fraction, factor), got {item!r}")
+        f = check_real(f"milestones[{i}][0]", item[0], low=0.0, high=1.0)
+        sched.append((math.floor(f * steps) + 1,
+                      check_real(f"milestones[{i}][1]", item[1], low=0.0, low_open=True)))
+    K = len(tasks) * runs
+    model = LinearSelfAttention(tasks[0].d, family, models=K, init_std=init_std,
+                                pv_last=pv_last, seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = as_generator(seed + 1)
+    draw = _sampler(tasks, runs, batch, as_generator(seed + 1))
     rec_steps, rec_loss, acc = [], [], torch.zeros(K, dtype=torch.float64)
     start = time.perf_counter()
     for t in range(1, steps + 1):
-        if t == steps - steps // 4 + 1:
-            for group in opt.param_groups:
-                group["lr"] = lr / 3
-        p = task.sample(batch, g, models=K, sigma2=per_model)
-        per = ((model(p) - p.y_q) ** 2).mean(-1)                     # [K]
+        for at, factor in sched:
+            if t == at:
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
+        p = draw()
+        per = ((_reduced_forward(model.b, model.A, p, True) - p.y_q) ** 2).mean(-1)  # [K]
         opt.zero_grad(set_to_none=True)
         per.sum().backward()
         opt.step()
@@ -126,7 +165,7 @@ def train_lsa(
             rec_loss.append((acc / span).numpy().copy())
             acc.zero_()
     return TrainResult(model=model, steps=np.asarray(rec_steps),
-                       loss=np.stack(rec_loss, axis=1), sigma2=per_model,
+                       loss=np.stack(rec_loss, axis=1), sigma2=_noise_levels(tasks, runs),
                        seconds=time.perf_counter() - start)
 
 
@@ -163,32 +202,32 @@ class Evaluation:
 @torch.no_grad()
 def evaluate(
     model: LinearSelfAttention,
-    task: RegressionTask,
+    tasks: RegressionTask | Sequence[RegressionTask],
     gamma_ref: Any,
     *,
     n_prompts: int = 200_000,
-    sigma2: Sequence[float] | None = None,
     seed: int = 12345,
     chunk: int = 10_000,
     mask: bool = True,
 ) -> Evaluation:
-    """Evaluate every model on ``n_prompts`` fixed prompts of ``task`` (model ``k`` at
-    noise ``sigma2[k]`` if given), against the GD step ``gamma_ref`` (``[d, d]`` or
-    ``[K, d, d]``) on the same prompts."""
+    """Evaluate every model on ``n_prompts`` fixed prompts (model ``k`` on
+    ``tasks[k // runs]``, ``runs = K / len(tasks)``), against the GD step ``gamma_ref``
+    (``[d, d]`` or ``[K, d, d]``) on the same prompts, in float64."""
     if not isinstance(model, LinearSelfAttention):
         raise TypeError(f"model must be an icl.lsa.LinearSelfAttention, got {type(model).__name__}")
-    task = _check_task("task", task)
+    tasks = _check_tasks(tasks)
     n_prompts = check_int("n_prompts", n_prompts, minimum=2)
     chunk = check_int("chunk", chunk, minimum=1)
     mask = check_bool("mask", mask)
-    if task.d != model.d:
-        raise ValueError(f"task.d = {task.d} but model.d = {model.d}")
     K, d = model.models, model.d
+    if tasks[0].d != d:
+        raise ValueError(f"tasks have d = {tasks[0].d} but model.d = {d}")
+    if K % len(tasks):
+        raise ValueError(f"the model holds {K} models, not a multiple of {len(tasks)} tasks")
     ref = torch.as_tensor(np.asarray(gamma_ref, dtype=np.float64))
     if ref.dim() == 2:
         ref = ref.expand(K, d, d)
     check_tensor("gamma_ref", ref, shape=(K, d, d), finite=True)
-    s2 = None if sigma2 is None else check_finite_array("sigma2", sigma2, low=0.0)
     g = as_generator(check_seed("seed", seed))
     sums = torch.zeros(5, K, dtype=torch.float64)  # Σe, Σe², Σδ, Σδ², Σe_ref
     gap = torch.zeros(2, K, dtype=torch.float64)
@@ -196,7 +235,7 @@ def evaluate(
     done = 0
     while done < n_prompts:
         b = min(chunk, n_prompts - done)
-        p = task.sample(b, g, models=K, sigma2=s2).to(torch.float64)
+        p = _sampler(tasks, K // len(tasks), b, g)().to(torch.float64)
         yhat = _forward64(model, p, mask)
         e = (yhat - p.y_q) ** 2
         e_ref = (gd_step_prediction(p, ref) - p.y_q) ** 2
@@ -237,7 +276,7 @@ def _forward64(model: LinearSelfAttention, p: Prompts, mask: bool) -> torch.Tens
 class LeastSquares:
     """A least-squares fit ``ŷ = φ^T c`` on training prompts.
 
-    ``coef`` and ``se`` (standard errors from the residual variance), ``train_loss``
+    ``coef`` and ``se`` (heteroscedasticity-robust standard errors), ``train_loss``
     (mean squared error on the training prompts) and ``features`` (the feature map, so
     that :meth:`loss` evaluates held-out prompts).
     """
@@ -264,8 +303,12 @@ def _lstsq(phi: torch.Tensor, target: torch.Tensor,
     gram = F.T @ F
     coef = np.linalg.solve(gram, F.T @ y)
     resid = y - F @ coef
-    s2 = float(resid @ resid) / max(len(y) - F.shape[1], 1)
-    se = np.sqrt(np.clip(np.diag(np.linalg.inv(gram)) * s2, 0, None))
+    # heteroscedasticity-robust (sandwich) standard errors: the residual variance of a
+    # prompt depends on its features (through w and x), so the textbook formula is too small
+    inv = np.linalg.inv(gram)
+    meat = (F * resid[:, None] ** 2).T @ F
+    dof = len(y) / max(len(y) - F.shape[1], 1)
+    se = np.sqrt(np.clip(np.diag(inv @ meat @ inv) * dof, 0, None))
     return LeastSquares(coef=coef, se=se, train_loss=float(np.mean(resid**2)),
                         features=features)
 
