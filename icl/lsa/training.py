@@ -225,7 +225,7 @@ def evaluate(
     if K % len(tasks):
         raise ValueError(f"the model holds {K} models, not a multiple of {len(tasks)} tasks")
     ref = torch.as_tensor(np.asarray(gamma_ref, dtype=np.float64))
-    if ref.dim() == 2:
+    if ref.dim() == 2 and ref.shape == (d, d):
         ref = ref.expand(K, d, d)
     check_tensor("gamma_ref", ref, shape=(K, d, d), finite=True)
     g = as_generator(check_seed("seed", seed))
@@ -328,8 +328,8 @@ def _relaxation_features(mask: bool) -> Callable[[Prompts], torch.Tensor]:
         if not mask:
             zq = torch.cat([p.x_q, torch.zeros_like(p.x_q[:, :1])], dim=1)
             G = G + torch.einsum("bk,bl->bkl", zq, zq) / p.n
-        k, l = torch.triu_indices(G.shape[-1], G.shape[-1])
-        return torch.einsum("bf,bm->bfm", G[:, k, l], p.x_q).flatten(1)
+        rows, cols = torch.triu_indices(G.shape[-1], G.shape[-1])
+        return torch.einsum("bf,bm->bfm", G[:, rows, cols], p.x_q).flatten(1)
     return features
 
 
@@ -371,7 +371,7 @@ def relaxation_gamma(fit: LeastSquares, d: int) -> np.ndarray:
     """The ``Γ`` implied by a relaxation fit: the coefficient of ``G_{j,d+1} x_{q,k}``
     (``G_{j,d+1} = v_j``) at row ``j``, column ``k``."""
     d = check_int("d", d, minimum=1)
-    k, l = torch.triu_indices(d + 1, d + 1)
-    coef = fit.coef.reshape(len(k), d)
-    rows = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(k, l, strict=True))}
-    return np.stack([coef[rows[(j, d)]] for j in range(d)])
+    rows, cols = torch.triu_indices(d + 1, d + 1)
+    coef = fit.coef.reshape(len(rows), d)
+    index = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(rows, cols, strict=True))}
+    return np.stack([coef[index[(j, d)]] for j in range(d)])
