@@ -387,7 +387,8 @@ def test_figures_draw():
                              np.array([[0.4, 0.6]]), (np.array([5, 10]), np.array([0.4, 0.6])))
     f2 = viz.plot_gamma({"learned": np.eye(2), "predicted": np.eye(2)})
     f3 = viz.plot_training({"runs": (np.arange(3), np.ones((2, 3)))}, {"L*": 0.5})
-    f4 = viz.plot_shift([5, 10], [1.0, 0.5], [1.0, 0.5], [0.8, 0.4], xlabel="n'")
+    f4 = viz.plot_shift([5, 10], [1.0, 0.5], ([5, 10], [1.0, 0.5], [0.8, 0.4]), xlabel="n'",
+                        log=True)
     assert all(len(f.axes) >= 1 for f in (f1, f2, f3, f4))
     plt.close("all")
     with pytest.raises(ValueError, match="at least one"):

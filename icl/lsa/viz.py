@@ -6,12 +6,22 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from ..validate import check_finite_array
 from ..viz.style import BAYES_STYLE, THEORY_STYLE, band, finish_axes
 
 __all__ = ["plot_eta_sweeps", "plot_gamma", "plot_training", "plot_shift"]
+
+
+def _log_x(ax: Axes, ticks: Sequence[float]) -> None:
+    """A logarithmic x axis labelled at ``ticks`` with plain numbers."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_eta_sweeps(
@@ -36,7 +46,7 @@ def plot_eta_sweeps(
         for row in runs:
             ax.plot(x, row, ".", color=line.get_color(), alpha=0.5, ms=4)
         finish_axes(ax, xlabel=xlabel, ylabel=r"$\hat\eta = \mathrm{tr}\,\Gamma/d$")
-    axes[1].set_xscale("log")
+    _log_x(axes[1], n)
     fig.tight_layout()
     return fig
 
@@ -66,19 +76,19 @@ def plot_training(
     *,
     title: str | None = None,
 ) -> Figure:
-    """Training losses (each entry: steps and ``[runs, T]``; spread over runs as a band)
-    with horizontal reference levels (``floors``: label → value)."""
+    """Training losses, one colour per group (each entry: steps and ``[runs, T]``, one
+    line per run), with horizontal reference levels (``floors``: label → value)."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for label, (steps, runs) in curves.items():
-        runs = np.atleast_2d(runs)
-        for row in runs:
-            ax.plot(steps, row, lw=0.8, alpha=0.7)
-        ax.plot([], [], label=label, color="0.3")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, (steps, runs)) in enumerate(curves.items()):
+        runs = np.atleast_2d(check_finite_array(label, runs))
+        for j, row in enumerate(runs):
+            ax.plot(steps, row, lw=0.9, alpha=0.8, color=colors[i % len(colors)],
+                    label=label if j == 0 else None)
     styles = [BAYES_STYLE, THEORY_STYLE]
     for i, (label, value) in enumerate(floors.items()):
         ax.axhline(value, label=label, **styles[i % 2])
     finish_axes(ax, xlabel="step", ylabel="mini-batch loss", title=title)
-    ax.set_yscale("log")
     fig.tight_layout()
     return fig
 
@@ -86,20 +96,21 @@ def plot_training(
 def plot_shift(
     xs: Sequence[float],
     measured: np.ndarray,
-    predicted: np.ndarray,
-    optimum: np.ndarray,
+    curve: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     xlabel: str,
+    log: bool = False,
 ) -> Figure:
     """Loss of a model trained at one setting, evaluated at others: measured (points),
-    predicted for the trained ``Γ`` (dashed), and the optimum at each setting (dotted)."""
+    and on a grid ``curve = (x, predicted for the trained Γ, optimum at each x)``."""
     x = check_finite_array("xs", xs)
+    xc, pred, opt = (check_finite_array(f"curve[{i}]", c) for i, c in enumerate(curve))
     fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xc, pred, label="predicted for its $\\Gamma$", **THEORY_STYLE)
+    ax.plot(xc, opt, label="optimum at that setting", **BAYES_STYLE)
     ax.plot(x, check_finite_array("measured", measured), "o", label="measured (trained model)")
-    ax.plot(x, check_finite_array("predicted", predicted), label="predicted for its $\\Gamma$",
-            **THEORY_STYLE)
-    ax.plot(x, check_finite_array("optimum", optimum), label="optimum at that setting",
-            **BAYES_STYLE)
+    if log:
+        _log_x(ax, x)
     finish_axes(ax, xlabel=xlabel, ylabel="test loss")
     fig.tight_layout()
     return fig
