@@ -170,8 +170,21 @@ def test_every_notebook_is_in_the_toc():
 
 def test_toc_lists_the_chapters_in_order():
     entries = _toc_files(_load_yaml("_toc.yml"))
-    chapters = [e for e in entries if e.startswith("notebooks/")]
+    chapters = [e for e in entries if e.startswith("notebooks/") and e[len("notebooks/")].isdigit()]
     assert chapters == [f"notebooks/{c}" for c in CHAPTERS]
+
+
+def test_related_results_part_follows_the_chapters():
+    # The related-results chapters (notebooks/r<k>_*.ipynb) sit in their own part,
+    # right after the recall chapters.
+    parts = _load_yaml("_toc.yml")["parts"]
+    captions = [p["caption"] for p in parts]
+    assert "Related results" in captions
+    i = captions.index("Related results")
+    assert captions[i - 1] == "Chapters"
+    files = [c["file"] for c in parts[i]["chapters"]]
+    assert "notebooks/r1_lsa" in files
+    assert all(re.fullmatch(r"notebooks/r\d+_\w+", f) for f in files), files
 
 
 # ---------------------------------------------------------------- environments
