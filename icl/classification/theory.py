@@ -41,6 +41,7 @@ __all__ = [
     "ALPHA_REFERENCE",
     "ALPHA_REFERENCE_C3",
     "BAYES_REFERENCE",
+    "C_SCALING_REFERENCE",
     "SCALE_COEFFICIENT_REFERENCE",
     "Evaluation",
     "bayes_accuracy",
@@ -69,6 +70,8 @@ ALPHA_REFERENCE: dict[int, float] = {
 ALPHA_REFERENCE_C3: dict[int, float] = {
     3: 0.683, 6: 1.161, 12: 1.713, 24: 2.209, 48: 2.562, 96: 2.765, 192: 2.879,
 }
+#: ``N(1 - α_N/c)`` at ``d = 6``, ``N = 240`` for ``c = 2..6`` (Monte Carlo, ±0.005 in ``α``)
+C_SCALING_REFERENCE: dict[int, float] = {2: 7.3, 3: 11.5, 4: 15.9, 5: 20.5, 6: 25.2}
 #: ``a`` of ``α_N = 2 + a/N`` at ``d = 3``, ``r = 1.5``: (value, Monte-Carlo precision)
 SCALE_COEFFICIENT_REFERENCE: tuple[float, float] = (-9.544, 0.012)
 #: Bayes accuracy and cross-entropy at ``r = 1.5``, by number of classes
