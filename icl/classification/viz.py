@@ -25,9 +25,11 @@ def plot_rate(runs: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> Figur
         t, dist = np.asarray(t), np.asarray(dist)
         keep = dist > 0
         ax.semilogy(t[keep], dist[keep], color=color, label=f"{label}: measured")
-        ax.semilogy(t, dist[0] * rho**t, color=color, ls="--", lw=1,
-                    label=rf"$\rho^t$, $\rho = {rho:.5f}$")
-    ax.set_ylim(1e-13, None)
+        anchor = np.flatnonzero(dist > 1e-10)[-1]  # the line ∝ ρ^t through a late point
+        ax.semilogy(t, dist[anchor] * rho ** (t - t[anchor]), color=color, ls="--", lw=1,
+                    label=rf"$\propto\rho^t$, $\rho = 1 - \eta\lambda_{{\min}}(\hat H)$"
+                          rf" $= {rho:.5f}$")
+    ax.set_ylim(1e-11, None)
     finish_axes(ax, xlabel="GD step $t$", ylabel=r"$\|W_t - \hat W\|_F$",
                 title="Full-batch GD from $W_0 = 0$, $\\eta = 1/\\hat\\ell$")
     fig.tight_layout()
@@ -37,26 +39,30 @@ def plot_rate(runs: Mapping[str, tuple[np.ndarray, np.ndarray, float]]) -> Figur
 def plot_scales(
     lengths: Sequence[int],
     quadrature: Sequence[float],
+    fit_lengths: Sequence[int],
     fitted: Sequence[float],
     fitted_se: Sequence[float],
     coefficient: float,
     limit: float = 2.0,
 ) -> Figure:
-    """``α_N`` by quadrature, the fitted scales of trained ``W`` (±2 s.e.) and
-    ``limit + a/N``; right: ``N(α_N/limit - 1)`` against ``N`` tending to ``a/limit``."""
+    """Left: ``α_N`` by quadrature at ``lengths``, the fitted scales of trained ``W`` at
+    ``fit_lengths`` (±2 s.e.) and ``limit + a/N``. Right: ``N(α_N/limit - 1)`` tending to
+    ``a/limit``."""
     n = np.asarray(lengths, dtype=float)
     q = np.asarray(quadrature)
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(9, 3.4))
     a0.semilogx(n, q, "o-", color=_COLORS[0], label=r"$\alpha_N$ (quadrature)")
-    a0.errorbar(n, fitted, yerr=2 * np.asarray(fitted_se), fmt="s", ms=4, color=_COLORS[1],
+    a0.errorbar(fit_lengths, fitted, yerr=2 * np.asarray(fitted_se), fmt="s", ms=4,
+                color=_COLORS[1],
                 label=r"$\mathrm{tr}(\hat W\Lambda)/d$ of the fitted $\hat W$ ($\pm 2$ s.e.)")
-    nn = np.geomspace(n.min(), n.max(), 100)
+    nn = np.geomspace(max(n.min(), -coefficient / limit), n.max(), 100)
     a0.semilogx(nn, limit + coefficient / nn, label=rf"${limit:g} + a/N$", **THEORY_STYLE)
     a0.axhline(limit, **BAYES_STYLE)
     a0.set_ylim(0, limit * 1.1)
     finish_axes(a0, xlabel="$N$", ylabel=r"$\alpha_N$", title=r"$W^*(N) = \alpha_N\Lambda^{-1}$")
-    a1.semilogx(n, n * (q / limit - 1), "o-", color=_COLORS[0], label=r"$N(\alpha_N/2 - 1)$")
-    a1.axhline(coefficient / limit, label=r"$a/2$", **THEORY_STYLE)
+    a1.semilogx(n, n * (q / limit - 1), "o-", color=_COLORS[0],
+                label=rf"$N(\alpha_N/{limit:g} - 1)$")
+    a1.axhline(coefficient / limit, label=rf"$a/{limit:g}$", **THEORY_STYLE)
     finish_axes(a1, xlabel="$N$", title="the $1/N$ correction")
     fig.tight_layout()
     return fig
@@ -121,13 +127,14 @@ def plot_calibration(
     a0.semilogx(n, accuracy, "o-", color=_COLORS[0], label="accuracy (left axis)")
     a0.axhline(bayes_accuracy, label="Bayes accuracy", **BAYES_STYLE)
     a0.set_ylim(bayes_accuracy - 0.05, bayes_accuracy + 0.05)
-    finish_axes(a0, xlabel="training length $N$", ylabel="accuracy",
+    finish_axes(a0, xlabel="training length $N$", ylabel="accuracy", legend=False,
                 title=r"$M = \infty$: accuracy is flat, cross-entropy is not")
     ax2 = a0.twinx()
     ax2.loglog(n, ce_excess, "s-", color=_COLORS[1], label="cross-entropy excess (right)")
     ax2.set_ylabel("cross-entropy excess", color=_COLORS[1])
-    a0.legend(loc="upper left", fontsize=8)
-    ax2.legend(loc="lower left", fontsize=8)
+    handles = a0.get_legend_handles_labels()
+    extra = ax2.get_legend_handles_labels()
+    a0.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right", fontsize=8)
     grid = np.linspace(1e-3, 1 - 1e-3, 200)
     for (length, (pred, true, alpha)), color in zip(curves.items(), _COLORS, strict=False):
         a1.plot(pred, true, "o", ms=4, color=color, label=f"$N = {length}$")
