@@ -86,6 +86,26 @@ def test_b_n_moments_given_the_task(task, explicit):
     assert torch.all((emp - cov).abs() <= 5 * se_cov)
 
 
+@pytest.mark.parametrize("explicit", [True, False])
+def test_c_class_statistic_moments(task3, explicit):
+    # Row k of B_N: mean μ_k/c, covariance (Λ/c + μ_k μ_kᵀ (c-1)/c²)/N given the task.
+    n, batch, c = 6, 40_000, 3
+    mu = data.sample_means(task3, 1, seed=6)
+    if explicit:
+        g = torch.Generator().manual_seed(7)
+        labels = torch.randint(c, (batch, n), generator=g)
+        x = mu[0][labels] + torch.randn(batch, n, 3, generator=g, dtype=F64) @ task3.cov_sqrt
+        b = torch.einsum("bnk,bnd->bkd", data.label_rows(labels, c), x) / n
+    else:
+        b = data.sample_statistics(task3, n, batch, seed=7, means=mu.expand(batch, c, 3)).b
+    for k in range(c):
+        mean = mu[0, k] / c
+        cov = (task3.cov / c + torch.outer(mu[0, k], mu[0, k]) * (c - 1) / c**2) / n
+        assert torch.all((b[:, k].mean(0) - mean).abs() <= 5 * torch.sqrt(torch.diag(cov) / batch))
+        se = torch.sqrt((torch.diag(cov)[:, None] * torch.diag(cov)[None, :] + cov**2) / batch)
+        assert torch.all((torch.cov(b[:, k].T) - cov).abs() <= 5 * se)
+
+
 def test_fast_sampler_matches_explicit_prompts(task):
     p = data.compare_samplers(task, 8, 4000, seed=11)
     assert min(p.values()) >= 0.0025
