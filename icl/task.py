@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .fastpath import scratch
+
 __all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
 
 
@@ -327,13 +329,21 @@ def _uniform_tokens(
     k = max(k, 1)
     span = R**k * (2**32 // R**k + 1)  # c·R^k with 2^32 < c·R^k ≤ 2^33
     m = -(-n // k)
-    x = torch.randint(span, (1, m), generator=g, device=device).to(torch.float64)
+    # work buffers reused from call to call (icl.fastpath.scratch): no page faults
+    x = scratch("tokens_x", (1, m), torch.int64, device)
+    torch.randint(span, (1, m), generator=g, device=device, out=x)
     powers = torch.tensor([float(R**j) for j in range(k + 1)], dtype=torch.float64, device=device)
-    f = torch.div(x, powers[:, None]).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
-    digits = torch.add(f[:k], f[1:], alpha=-R).to(torch.int32)  # row j: digit j of each x
+    f = scratch("tokens_f", (k + 1, m), torch.float64, device)
+    torch.div(x, powers[:, None], out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
+    digits = scratch("tokens_d", (k, m), torch.float64, device)
+    torch.add(f[:k], f[1:], alpha=-R, out=digits)  # row j: the base-R digit j of each x
+    small = scratch("tokens_i", (k * m,), torch.int32, device)
+    small.copy_(digits.view(-1))
     if low:
-        digits.add_(low)
-    return digits.view(-1)[:n].view(shape).to(torch.long)
+        small.add_(low)
+    out = torch.empty(shape, dtype=torch.long, device=device)
+    out.view(-1).copy_(small[:n])
+    return out
 
 
 def _noise_starts(

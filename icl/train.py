@@ -269,12 +269,7 @@ def train(
             idx = order[cursor : cursor + batch_size]
             tokens, targets = data.tokens[idx], data.targets[idx]
             cursor += batch_size
-        # the batch is valid by construction: skip forward()'s token check; ξ only
-        logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
-        loss = torch.nn.functional.cross_entropy(logits, targets)
-        grads = torch.autograd.grad(loss, params)
-        normalized_step(params, list(grads), lr, normalized)
-        losses[step - 1] = loss.detach()
+        losses[step - 1] = _train_step(model, params, tokens, targets, lr, normalized)
         if step % eval_every == 0 or step == steps:
             record(step)
         if bar is not None:
@@ -291,3 +286,23 @@ def _to_device(batch: RecallBatch, device: torch.device) -> RecallBatch:
         return batch
     return RecallBatch(*(t.to(device) for t in (batch.tokens, batch.targets, batch.outputs,
                                                  batch.pair_pos, batch.noise_pos)))
+
+
+def _train_step(
+    model: OneLayerTransformer,
+    params: list[torch.Tensor],
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    lr: float,
+    normalized: bool,
+) -> torch.Tensor:
+    """One step of :func:`train` on a batch; returns the batch's loss (detached).
+
+    The batch is valid by construction, so ``forward``'s token check is skipped, and only
+    ``ξ`` is formed (``parts=False``): one matrix product instead of two.
+    """
+    logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    grads = torch.autograd.grad(loss, params)
+    normalized_step(params, list(grads), lr, normalized)
+    return loss.detach()
