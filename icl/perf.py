@@ -17,11 +17,13 @@ and near 0 in ``d`` at the paper's sizes (see :func:`predicted_exponents`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +44,7 @@ __all__ = [
     "machine",
     "op_counts",
     "predicted_exponents",
+    "read_book_times",
     "sampling_time",
     "scaling",
     "step_time",
@@ -168,10 +171,10 @@ def finite_step_time(
     def run(steps: int) -> float:
         model = OneLayerTransformer(task, attention, "reparam", alpha_hat=0.5,
                                     dtype=torch.float64)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         train(model, task, steps, lr, batch_size=batch_size, seed=seed, eval_every=steps,
               eval_size=64, data=data, progress=False)
-        return time.perf_counter() - t0
+        return time.process_time() - t0
 
     best = math.inf
     run(2)  # warm-up
@@ -205,10 +208,10 @@ def train_overhead(
     best, n_eval = math.inf, 0
     for _ in range(repeats):
         model = _model(task, attention, family, 128, torch.float32, None)
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         hist = train(model, task, steps, 0.01, batch_size=batch_size, seed=seed,
                      progress=False)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
         n_eval = len(hist.steps)
     step = step_time(task, attention, family, batch_size=batch_size,
                      number=max(5, min(steps, 50)), repeats=repeats)
@@ -257,3 +260,15 @@ def fit_exponent(values, seconds) -> RateFit:
     """Least-squares slope of ``log(seconds)`` against ``log(values)`` (with its error)."""
     x = np.log(np.asarray(values, dtype=np.float64))
     return fit_rate(x, np.asarray(seconds, dtype=np.float64), 0.0, min_excess=1e-300)
+
+
+#: where ``benchmarks/book_time.py`` writes its measurements (in a checkout of the book)
+BOOK_TIMES = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "book_time.json"
+
+
+def read_book_times(path: str | Path | None = None) -> dict | None:
+    """The JSON written by ``benchmarks/book_time.py`` (``None`` if it was not run)."""
+    path = BOOK_TIMES if path is None else Path(path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
