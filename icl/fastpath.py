@@ -90,54 +90,67 @@ def _pair_gather(table: torch.Tensor, tokens: torch.Tensor, out: torch.Tensor) -
     return out
 
 
-def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
-    """``Σ_h w_h x_h`` restricted to its first ``2N`` coordinates, interleaved, ``[B, 2N]``."""
-    B, H = tokens.shape
-    w = scratch("pair_weights", (B, H, 2), weights.dtype, weights.device)
-    w[:, :, 0] = weights
-    w[:, :-1, 1] = weights[:, 1:]
+def _weights(B: int, H: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The ``[B, H, 2]`` buffer of :func:`_scatter_weights`; ``[..., 0]`` takes ``w_h``."""
+    return scratch("pair_weights", (B, H, 2), dtype, device)
+
+
+def _scatter_weights(w: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """``Σ_h w_h x_h`` (first ``2N`` coordinates, interleaved, ``[B, 2N]``) from the buffer
+    ``w`` of :func:`_weights` whose ``[..., 0]`` holds ``w_h``.
+
+    The pair ``(w_h, w_{h+1})`` read as one complex number is added at ``z_h``: its real
+    part is ``E``'s coordinate ``z_h`` of position ``h``, its imaginary part ``Ẽ``'s
+    coordinate ``N + z_h`` of position ``h + 1``.
+    """
+    B = tokens.shape[0]
+    w[:, :-1, 1] = w[:, 1:, 0]
     w[:, -1, 1] = 0
-    out = torch.zeros(B, n, dtype=_COMPLEX[weights.dtype], device=weights.device)
+    out = torch.zeros(B, n, dtype=_COMPLEX[w.dtype], device=w.device)
     out.scatter_add_(1, tokens, torch.view_as_complex(w))
     return torch.view_as_real(out).view(B, 2 * n)
 
 
-def _activate(s: torch.Tensor, attention: str) -> torch.Tensor:
-    if attention == "linear":
-        return s
-    if attention == "relu":
-        return s.clamp(min=0)
-    return torch.softmax(s, dim=-1)
+def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """``Σ_h w_h x_h`` restricted to its first ``2N`` coordinates, interleaved, ``[B, 2N]``."""
+    B, H = tokens.shape
+    w = _weights(B, H, weights.dtype, weights.device)
+    w[:, :, 0] = weights
+    return _scatter_weights(w, tokens, n)
 
 
-def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str, keep: str):
+def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
     """``A`` (interleaved ``[B, 2N]``) and what the backward pass needs.
 
-    ``keep`` names the scratch buffer of the scores (distinct per caller, since the saved
-    scores must survive until the backward pass).
+    Linear and ReLU attention write the scores straight into the scatter's buffer.
     """
-    if attention == "linear":
-        s = _pair_gather(r, tokens, scratch(keep, tokens.shape, r.dtype, r.device))
-        return _pair_scatter(s, tokens, r.shape[1] // 2), None
-    s = _pair_gather(r, tokens, r.new_empty(tokens.shape))
+    B, H = tokens.shape
+    n = r.shape[1] // 2
+    if attention == "softmax":
+        a = torch.softmax(_pair_gather(r, tokens, r.new_empty(B, H)), dim=-1)
+        return _pair_scatter(a, tokens, n), a
+    w = _weights(B, H, r.dtype, r.device)
+    s = _pair_gather(r, tokens, w[:, :, 0])
+    saved = None
     if attention == "relu":
         saved = s >= 0  # σ'(s) with the subgradient σ'(0) = 1 (see icl.model.activate)
-        a = s.clamp_(min=0)
-    else:
-        a = saved = torch.softmax(s, dim=-1)
-    return _pair_scatter(a, tokens, r.shape[1] // 2), saved
+        s.clamp_(min=0)
+    return _scatter_weights(w, tokens, n), saved
 
 
 def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
     """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form."""
-    g = _pair_gather(grad_A, tokens, scratch("grad_a", tokens.shape, grad_A.dtype,
-                                              grad_A.device))  # ∂L/∂a
-    if attention == "relu":
-        g = g.mul_(saved)
-    elif attention == "softmax":
+    B, H = tokens.shape
+    n = grad_A.shape[1] // 2
+    if attention == "softmax":
         a = saved
-        g = (g - (a * g).sum(dim=-1, keepdim=True)).mul_(a)
-    return _pair_scatter(g, tokens, grad_A.shape[1] // 2)
+        g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
+        return _pair_scatter((g - (a * g).sum(dim=-1, keepdim=True)).mul_(a), tokens, n)
+    w = _weights(B, H, grad_A.dtype, grad_A.device)
+    g = _pair_gather(grad_A, tokens, w[:, :, 0])  # ∂L/∂a = ∂L/∂s for linear attention
+    if attention == "relu":
+        g.mul_(saved)
+    return _scatter_weights(w, tokens, n)
 
 
 class Attend(torch.autograd.Function):
@@ -145,7 +158,7 @@ class Attend(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tokens: torch.Tensor, r: torch.Tensor, attention: str):  # noqa: D102
-        A, saved = _attend_forward(tokens, r.contiguous(), attention, "attend_scores")
+        A, saved = _attend_forward(tokens, r.contiguous(), attention)
         ctx.attention = attention
         ctx.save_for_backward(tokens, *(() if saved is None else (saved,)))
         return A
@@ -192,7 +205,7 @@ class StepLogits(torch.autograd.Function):
         last, before = tokens[:, -1], tokens[:, -2] + n
         Wi = _to_interleaved(W, n)
         r = Wi.index_select(0, last).add_(Wi.index_select(0, before))
-        A, saved = _attend_forward(tokens, r, attention, "step_scores")
+        A, saved = _attend_forward(tokens, r, attention)
         M = V[:n] + F[:n] if kappa else V[:n]
         Mi = _to_interleaved(M, n)
         FT = F[:n].T.contiguous()  # [d, N]

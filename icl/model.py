@@ -15,7 +15,8 @@ Two forward paths compute the same function:
   equations read;
 * the **structured fast path** (default) uses that every ``x_h`` has at most two
   non-zero coordinates: ``s_h = r[z_h] + r[N + z_{h-1}]`` with ``r = x_H^T W`` (two rows of
-  ``W`` gathered), and ``A`` is a scatter-add of ``a_h`` into those two coordinates.
+  ``W`` gathered), and ``A`` is a scatter-add of ``a_h`` into those two coordinates
+  (:mod:`icl.fastpath`, whose backward pass is written out in closed form).
 """
 
 from __future__ import annotations
