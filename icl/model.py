@@ -15,7 +15,8 @@ Two forward paths compute the same function:
   equations read;
 * the **structured fast path** (default) uses that every ``x_h`` has at most two
   non-zero coordinates: ``s_h = r[z_h] + r[N + z_{h-1}]`` with ``r = x_H^T W`` (two rows of
-  ``W`` gathered), and ``A`` is a scatter-add of ``a_h`` into those two coordinates.
+  ``W`` gathered), and ``A`` is a scatter-add of ``a_h`` into those two coordinates
+  (:mod:`icl.fastpath`, whose backward pass is written out in closed form).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from .architecture import (
 )
 from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
+from . import fastpath
+from .fastpath import interleave
 from .task import RecallTask, check_task
 
 __all__ = ["OneLayerTransformer", "construct_model"]
@@ -60,6 +63,9 @@ class OneLayerTransformer(nn.Module):
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
 
+    dtype, device : optional
+        Of the parameters (default float32 on the CPU); ``model.to(device)`` also works.
+
     All trainable parameters start at zero.
     """
 
@@ -74,6 +80,7 @@ class OneLayerTransformer(nn.Module):
         gamma: float | None = None,
         alpha_hat: float | None = None,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
     ) -> None:
         super().__init__()
         self.task = check_task(task)
@@ -83,33 +90,40 @@ class OneLayerTransformer(nn.Module):
         self.d_model = check_d_model(task, d_model)
         self.gamma = resolve_gamma(task.alpha, gamma, alpha_hat)
         d = self.d_model
+        kw = {"dtype": dtype, "device": device}
         if family == "origin":
-            self.F = nn.Parameter(torch.zeros(d, d, dtype=dtype))
-            self.V = nn.Parameter(torch.zeros(d, d, dtype=dtype))
-            self.W = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+            self.F = nn.Parameter(torch.zeros(d, d, **kw))
+            self.V = nn.Parameter(torch.zeros(d, d, **kw))
+            self.W = nn.Parameter(torch.zeros(d, d, **kw))
         elif family == "reparam":
             if task.noisy:
-                self.Lambda = nn.Parameter(torch.zeros((), dtype=dtype))
+                self.Lambda = nn.Parameter(torch.zeros((), **kw))
             else:
-                self.lambdas = nn.Parameter(torch.zeros(task.n_triggers, dtype=dtype))
+                self.lambdas = nn.Parameter(torch.zeros(task.n_triggers, **kw))
         else:
-            self.W = nn.Parameter(torch.zeros(d, d, dtype=dtype))
+            self.W = nn.Parameter(torch.zeros(d, d, **kw))
+        # column order of the fast path (icl.fastpath.interleave); moves with model.to()
+        self.register_buffer(
+            "_perm", interleave(task.vocab_size, device=device), persistent=False
+        )
 
     # ------------------------------------------------------------ parameters
     def matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The effective ``(W, V, F)``, each ``d × d`` (differentiable in the parameters)."""
         if self.family == "origin":
             return self.W, self.V, self.F
+        device = self.device
         if self.family == "reparam":
             scale = self.Lambda if self.task.noisy else self.lambdas
-            return construction_matrices(
+            mats = construction_matrices(
                 self.task,
-                scale,
+                scale.cpu(),  # the construction is built on the CPU (differentiably)
                 attention=self.attention,
                 kappa=self.kappa,
                 gamma=self.gamma,
                 d_model=self.d_model,
             )
+            return mats if device.type == "cpu" else tuple(m.to(device) for m in mats)
         dtype, d = self.W.dtype, self.d_model
         _, _, F = construction_matrices(
             self.task,
@@ -119,7 +133,7 @@ class OneLayerTransformer(nn.Module):
             gamma=self.gamma,
             d_model=d,
         )
-        return self.W, torch.eye(d, dtype=dtype), F.to(dtype)
+        return self.W, torch.eye(d, dtype=dtype, device=device), F.to(device=device, dtype=dtype)
 
     @classmethod
     def from_construction(cls, construction: Construction) -> OneLayerTransformer:
@@ -148,6 +162,11 @@ class OneLayerTransformer(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return next(self.parameters()).device
 
     def extra_repr(self) -> str:
         return (
@@ -179,34 +198,28 @@ class OneLayerTransformer(nn.Module):
         s = self._scores_fast(tokens, W)
         return s, activate(s, self.attention)
 
-    def _indices(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coordinates of ``E(z_h)`` and ``Ẽ(z_{h-1})``; ``d`` (a zero pad) where ``h = 1``."""
-        N, d = self.task.vocab_size, self.d_model
-        prev = torch.full_like(tokens, d)
-        prev[:, 1:] = tokens[:, :-1] + N
-        return tokens, prev
-
     def _scores_fast(self, tokens: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        cur, prev = self._indices(tokens)
-        # r = x_H^T W: the sum of the rows of W at the two coordinates of x_H
-        r = W[cur[:, -1]] + W[prev[:, -1]] if tokens.shape[1] > 1 else W[cur[:, -1]]
-        r = torch.cat([r, r.new_zeros(r.shape[0], 1)], dim=1)  # pad column d reads as 0
-        return r.gather(1, cur) + r.gather(1, prev)
+        if not fastpath.supports(W.dtype):
+            X = embed(self.task, tokens, self.d_model, dtype=W.dtype)
+            return torch.einsum("bd,de,bhe->bh", X[:, -1], W, X)
+        N, perm = self.task.vocab_size, self._perm
+        Wp = W.index_select(1, perm)  # [d, 2N] interleaved (icl.fastpath)
+        r = Wp.index_select(0, tokens[:, -1]) + Wp.index_select(0, tokens[:, -2] + N)
+        return fastpath.pair_scores(tokens, r)
 
-    def _forward_fast(self, tokens, W, V, F) -> Logits:
-        N, d = self.task.vocab_size, self.d_model
-        cur, prev = self._indices(tokens)
-        s = self._scores_fast(tokens, W)
-        a = activate(s, self.attention)
-        A = a.new_zeros(a.shape[0], d + 1)
-        A = A.scatter_add(1, cur, a).scatter_add(1, prev, a)[:, :d]
-        xi_A = A @ V[:N].T
-        # U F x_H: two columns of F, rows 0 … N-1
-        FU = F[:N]
-        xi_F = FU.T[cur[:, -1]] + FU.T[prev[:, -1]]
-        if self.kappa:
-            xi_F = xi_F + A @ FU.T
-        return Logits(xi_A + xi_F, xi_A, xi_F)
+    def _forward_fast(self, tokens, W, V, F, parts: bool = True) -> Logits:
+        """The structured computation of :mod:`icl.fastpath` (closed-form backward).
+
+        ``parts=False`` (what a training step needs) forms ``ξ`` only; ``ξ_A`` and ``ξ_F``
+        are then ``None``. Dtypes other than float32/float64 fall back to the dense path.
+        """
+        if not fastpath.supports(W.dtype):
+            return self._forward_dense(tokens, W, V, F)
+        xi, xi_A, xi_F = fastpath.structured_logits(
+            tokens, W, V, F, n=self.task.vocab_size, attention=self.attention,
+            kappa=self.kappa, perm=self._perm, parts=parts,
+        )
+        return Logits(xi, xi_A, xi_F)
 
     def _forward_dense(self, tokens, W, V, F) -> Logits:
         N = self.task.vocab_size
@@ -215,7 +228,7 @@ class OneLayerTransformer(nn.Module):
         s = torch.einsum("bd,de,bhe->bh", xH, W, X)
         a = activate(s, self.attention)
         A = torch.einsum("bh,bhd->bd", a, X)
-        U = torch.eye(self.d_model, dtype=W.dtype)[:N]  # U = E^T
+        U = torch.eye(self.d_model, dtype=W.dtype, device=W.device)[:N]  # U = E^T
         xi_A = A @ (U @ V).T
         xi_F = (xH + self.kappa * A) @ (U @ F).T
         return Logits(xi_A + xi_F, xi_A, xi_F)

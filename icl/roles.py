@@ -223,7 +223,7 @@ def evaluate(
     a = task.alpha if alpha is None else float(alpha)
     out = model(batch.tokens)
     xi, xi_A, xi_F = (t.double() for t in out)
-    rows = torch.arange(batch.batch_size)
+    rows = torch.arange(batch.batch_size, device=xi.device)
     tau = task.noise_token
     prob = torch.softmax(xi, dim=-1)
     logp = torch.log_softmax(xi, dim=-1)

@@ -23,6 +23,7 @@ Sampling is vectorised over the batch: no Python loop over sequences or position
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,7 @@ import torch
 from .constants import rate_constant as _rate_constant
 from .constants import resolve_gamma
 from .validate import check_int
+from .fastpath import scratch
 
 __all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
 
@@ -232,14 +234,18 @@ class RecallTask:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         ood: bool = False,
+        device: torch.device | str | None = None,
     ) -> RecallBatch:
         """Draw ``batch_size`` sequences following the model page §1 to the letter.
 
         ``ood=True`` draws the clean output ``y`` from the OOD outputs instead of ``O``.
         Pass a ``seed`` (an int) or a ``torch.Generator``; the same seed gives the same
-        batch.
+        batch. ``device`` (default: the generator's, CPU for a seed) is where the batch
+        is drawn.
         """
-        return sample_sequences(self, batch_size, seed=seed, generator=generator, ood=ood)
+        return sample_sequences(
+            self, batch_size, seed=seed, generator=generator, ood=ood, device=device
+        )
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``."""
@@ -280,6 +286,92 @@ def _draw_start(allowed: torch.Tensor, g: torch.Generator, what: str) -> torch.T
     return torch.multinomial(weights, 1, generator=g).squeeze(1)
 
 
+def _generator_on(
+    seed: int | None, generator: torch.Generator | None, device: torch.device | str | None
+) -> tuple[torch.Generator, torch.device]:
+    """The generator of a draw and the device it draws on (the generator's by default)."""
+    if device is None:
+        if generator is not None:
+            return make_generator(seed, generator), generator.device
+        return make_generator(seed, None), torch.device("cpu")
+    dev = torch.device(device)
+    if generator is not None:
+        g = make_generator(seed, generator)
+        if g.device.type != dev.type:
+            raise ValueError(
+                f"generator is on {g.device}, but device={str(dev)!r}: pass a generator of "
+                "that device, or a seed"
+            )
+        return g, dev
+    if seed is not None and not isinstance(seed, int):
+        raise ValueError(f"seed must be an int or None, got {seed!r}")
+    if dev.type == "cpu":
+        return make_generator(seed, None), dev
+    g = torch.Generator(device=dev)
+    g.manual_seed(0 if seed is None else seed)
+    return g, dev
+
+
+def _uniform_tokens(
+    low: int, high: int, shape: tuple[int, int], g: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """I.i.d. tokens uniform on ``{low, …, high-1}``, ``shape``, a few vectorised ops.
+
+    One 64-bit draw ``x`` uniform on ``{0, …, c·R^k - 1}`` (``R = high - low``, ``R^k ≤ 2^32
+    < c·R^k``) gives ``k`` tokens: its ``k`` lowest base-``R`` digits, which are exactly
+    i.i.d. uniform on ``{0, …, R-1}`` because ``c·R^k`` is a multiple of ``R^k``. The
+    digits are extracted in float64, exact since ``x < 2^53``. The only departure from the
+    uniform law is that of the 64-bit draw itself (``torch.randint`` reduces a 64-bit word
+    modulo the range): at most ``c·R^k / 2^64 < 2^-30`` in total variation per draw,
+    smaller than ``torch.randint``'s own modulo bias ``R / 2^32`` per token.
+    """
+    R = high - low
+    n = shape[0] * shape[1]
+    if R == 1:
+        return torch.full(shape, low, dtype=torch.long, device=device)
+    k = max(1, int(math.floor(32 * math.log(2) / math.log(R))))
+    while R**k > 2**32:  # guard the floating-point logarithm
+        k -= 1
+    k = max(k, 1)
+    span = R**k * (2**32 // R**k + 1)  # c·R^k with 2^32 < c·R^k ≤ 2^33
+    m = -(-n // k)
+    # work buffers reused from call to call (icl.fastpath.scratch): no page faults
+    x = scratch("tokens_x", (1, m), torch.int64, device)
+    torch.randint(span, (1, m), generator=g, device=device, out=x)
+    powers = torch.tensor([float(R**j) for j in range(k + 1)], dtype=torch.float64, device=device)
+    f = scratch("tokens_f", (k + 1, m), torch.float64, device)
+    torch.div(x, powers[:, None], out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
+    digits = scratch("tokens_d", (k, m), torch.float64, device)
+    torch.add(f[:k], f[1:], alpha=-R, out=digits)  # row j: the base-R digit j of each x
+    small = scratch("tokens_i", (k * m,), torch.int32, device)
+    small.copy_(digits.view(-1))
+    if low:
+        small.add_(low)
+    out = torch.empty(shape, dtype=torch.long, device=device)
+    out.view(-1).copy_(small[:n])
+    return out
+
+
+def _noise_starts(
+    p: torch.Tensor, planted: torch.Tensor | None, H: int, g: torch.Generator
+) -> torch.Tensor:
+    """``p'`` uniform over the starts ``0 … H-3`` with ``|p' - p| ≥ 2`` (all starts where
+    ``planted`` is ``False``), by inverting the count instead of a masked multinomial.
+
+    The excluded starts form the interval ``[lo, hi] = [max(p-1, 0), min(p+1, H-3)]`` of
+    ``k = hi - lo + 1`` starts; ``u`` uniform on the ``H - 2 - k`` others maps to
+    ``p' = u`` below ``lo`` and ``u + k`` from ``lo`` on. ``u = ⌊v·n/2^{31}⌋``-free: drawn
+    as a 64-bit word modulo ``n`` (bias ``< n/2^64``).
+    """
+    lo = (p - 1).clamp(min=0)
+    k = (p + 1).clamp(max=H - 3) - lo + 1
+    if planted is not None:
+        k = torch.where(planted, k, torch.zeros_like(k))
+    n = (H - 2) - k
+    u = torch.randint(2**62, p.shape, generator=g, device=p.device) % n
+    return u + k * (u >= lo)
+
+
 def sample_sequences(
     task: RecallTask,
     batch_size: int,
@@ -293,6 +385,7 @@ def sample_sequences(
     n_distractors: int = 0,
     plant_prob: float = 1.0,
     seq_len: int | None = None,
+    device: torch.device | str | None = None,
 ) -> RecallBatch:
     """The sampler behind :meth:`RecallTask.sample`, with the knobs of the shift tests.
 
@@ -313,11 +406,17 @@ def sample_sequences(
         probability ``ρ`` that the ``(q, y)`` pair is planted at all.
     seq_len
         another context length ``H`` (the task's when ``None``).
+    device
+        where the batch is drawn and stored (default: the generator's device, CPU for a
+        seed). A seed on a non-CPU device seeds a generator of that device.
+
+    The whole batch is drawn with a few vectorised integer operations (the filler by
+    :func:`_uniform_tokens`, ``p'`` by :func:`_noise_starts`); the law is the one above.
     """
     B = check_int("batch_size", batch_size, minimum=1)
     H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
     N = task.vocab_size
-    g = make_generator(seed, generator)
+    g, dev = _generator_on(seed, generator, device)
     a = task.alpha if alpha is None else float(alpha)
     if alpha is not None:
         if not task.noisy:
@@ -334,16 +433,16 @@ def sample_sequences(
 
     # 1. trigger
     if task.noisy:
-        q = torch.zeros(B, dtype=torch.long)
+        q = torch.zeros(B, dtype=torch.long, device=dev)
     else:
-        q = torch.randint(task.n_triggers, (B,), generator=g)
-    # 2. clean output
-    pool = task.ood_outputs if ood else task.outputs
-    y = pool[torch.randint(len(pool), (B,), generator=g)]
+        q = torch.randint(task.n_triggers, (B,), generator=g, device=dev)
+    # 2. clean output (the pool is a contiguous range of token ids)
+    pool_lo = task.n_triggers + (task.n_outputs if ood else 0)
+    pool_n = (N - 1 - pool_lo) if ood else task.n_outputs
+    y = torch.randint(pool_n, (B,), generator=g, device=dev).add_(pool_lo)
     # 3. filler, then z_H = q
     if filler_probs is None:
-        lo, hi = task.n_triggers, N - 1
-        tokens = torch.randint(lo, hi, (B, H), generator=g)
+        tokens = _uniform_tokens(task.n_triggers, N - 1, (B, H), g, dev)
     else:
         probs = torch.as_tensor(filler_probs, dtype=torch.float64)
         if probs.shape != (N,) or bool((probs < 0).any()) or float(probs.sum()) <= 0:
@@ -352,60 +451,61 @@ def sample_sequences(
         bad[task.filler] = False
         if bool((probs[bad] > 0).any()):
             raise ValueError("filler_probs must vanish on the triggers and the noise token")
+        probs = probs.to(dev)
         tokens = torch.multinomial(probs / probs.sum(), B * H, replacement=True, generator=g)
         tokens = tokens.view(B, H)
     tokens[:, -1] = q
-    rows = torch.arange(B)
+    rows = torch.arange(B, device=dev)
 
     # 4. plant (q, y) at p (0-based start in 0 … H-3)
-    occupied = torch.zeros(B, H, dtype=torch.bool)
-    occupied[:, -1] = True
     if pair_position == "uniform":
-        p = torch.randint(H - 2, (B,), generator=g)
+        p = torch.randint(H - 2, (B,), generator=g, device=dev)
     elif pair_position == "start":
-        p = torch.zeros(B, dtype=torch.long)
+        p = torch.zeros(B, dtype=torch.long, device=dev)
     elif pair_position == "end":
-        p = torch.full((B,), H - 3, dtype=torch.long)
+        p = torch.full((B,), H - 3, dtype=torch.long, device=dev)
     elif isinstance(pair_position, int) and not isinstance(pair_position, bool):
         if not 0 <= pair_position <= H - 3:
             raise ValueError(f"pair_position must lie in [0, {H - 3}], got {pair_position}")
-        p = torch.full((B,), pair_position, dtype=torch.long)
+        p = torch.full((B,), pair_position, dtype=torch.long, device=dev)
     else:
         raise ValueError(
             f"pair_position must be 'uniform', 'start', 'end' or an int, got {pair_position!r}"
         )
     if plant_prob < 1.0:
-        planted = torch.rand(B, generator=g) < plant_prob
+        planted = torch.rand(B, generator=g, device=dev) < plant_prob
+        pr, pp = rows[planted], p[planted]
+        tokens[pr, pp] = q[planted]
+        tokens[pr, pp + 1] = y[planted]
+        pair_pos = torch.where(planted, p, torch.full_like(p, -1))
     else:
-        planted = torch.ones(B, dtype=torch.bool)
-    pr, pp = rows[planted], p[planted]
-    tokens[pr, pp] = q[planted]
-    tokens[pr, pp + 1] = y[planted]
-    occupied[pr, pp] = True
-    occupied[pr, pp + 1] = True
-    pair_pos = torch.where(planted, p, torch.full_like(p, -1))
+        planted = None
+        tokens[rows, p] = q
+        tokens[rows, p + 1] = y
+        pair_pos = p
 
     # 5. noisy: plant (q, τ) at p' uniform over the starts with |p' - p| >= 2
-    noise_pos = torch.full((B,), -1, dtype=torch.long)
+    # (rows without the (q, y) pair: uniform over all starts)
+    noise_pos = torch.full((B,), -1, dtype=torch.long, device=dev)
     if task.noisy:
-        if plant_prob < 1.0:
-            # rows without the (q, y) pair: p' is uniform over all starts
-            allowed = _free_starts(occupied)
-        else:
-            starts = torch.arange(H - 2)
-            allowed = (starts[None, :] - p[:, None]).abs() >= 2
-        noise_pos = _draw_start(allowed, g, "the (q, tau) pair")
+        noise_pos = _noise_starts(p, planted, H, g)
         tokens[rows, noise_pos] = q
         tokens[rows, noise_pos + 1] = task.noise_token
-        occupied[rows, noise_pos] = True
-        occupied[rows, noise_pos + 1] = True
 
     # distractor pairs (q', x): q' a trigger other than q, x a filler token
+    if n_distractors:
+        occupied = torch.zeros(B, H, dtype=torch.bool, device=dev)
+        occupied[:, -1] = True
+        for start in (pair_pos, noise_pos):
+            has = start >= 0
+            occupied[rows[has], start[has]] = True
+            occupied[rows[has], start[has] + 1] = True
     for _ in range(n_distractors):
         start = _draw_start(_free_starts(occupied), g, f"{n_distractors} distractor pairs")
-        shift = torch.randint(1, task.n_triggers, (B,), generator=g)
+        shift = torch.randint(1, task.n_triggers, (B,), generator=g, device=dev)
         q_other = (q + shift) % task.n_triggers
-        x = task.filler[torch.randint(len(task.filler), (B,), generator=g)]
+        filler = task.filler.to(dev)
+        x = filler[torch.randint(len(filler), (B,), generator=g, device=dev)]
         tokens[rows, start] = q_other
         tokens[rows, start + 1] = x
         occupied[rows, start] = True
@@ -413,7 +513,7 @@ def sample_sequences(
 
     # 6. target
     if a > 0:
-        flip = torch.rand(B, generator=g) < a
+        flip = torch.rand(B, generator=g, device=dev) < a
         targets = torch.where(flip, torch.full_like(y, task.noise_token), y)
     else:
         targets = y.clone()

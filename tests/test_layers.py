@@ -20,6 +20,7 @@ PACKAGE = ROOT / "icl"
 #: the layer of every module of the recall task (the paper), bottom to top
 LAYERS: dict[str, int] = {
     "icl.validate": 0,
+    "icl.fastpath": 0,
     "icl.config": 1,
     "icl.rates": 1,
     "icl.constants": 1,
@@ -42,6 +43,7 @@ LAYERS: dict[str, int] = {
     "icl.dynamics": 8,
     "icl.finite": 8,
     "icl.shifts": 8,
+    "icl.perf": 8,
     "icl.viz.task": 9,
     "icl.viz.bayes": 9,
     "icl.viz.construction": 9,
