@@ -16,7 +16,7 @@ import time
 import torch
 
 import icl
-from icl.train import normalized_step
+from icl.training import normalized_step
 
 
 def time_steps(path: str, n: int, seed: int = 0) -> float:

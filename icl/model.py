@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import fastpath
 from .architecture import (
     Logits,
     activate,
@@ -35,7 +36,6 @@ from .architecture import (
 )
 from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
-from . import fastpath
 from .fastpath import interleave
 from .task import RecallTask, check_task
 

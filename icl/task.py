@@ -30,8 +30,8 @@ import torch
 
 from .constants import rate_constant as _rate_constant
 from .constants import resolve_gamma
-from .validate import check_int
 from .fastpath import scratch
+from .validate import check_int
 
 __all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
 

@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "icl.viz.training": 9,
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
+    "icl.viz.performance": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
@@ -84,8 +85,10 @@ def imports_of(name: str, path: Path) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            # `from pkg import sub` imports the module pkg.sub when it exists
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # `from pkg import sub` imports the module pkg.sub when it exists (and pkg
+            # itself only for the names that are not submodules)
+            subs = [f"{mod}.{a.name}" for a in node.names]
+            targets = subs + ([mod] if any(t not in known for t in subs) else [])
         else:
             continue
         for t in targets:
