@@ -20,6 +20,7 @@ PACKAGE = ROOT / "icl"
 #: the layer of every module of the recall task (the paper), bottom to top
 LAYERS: dict[str, int] = {
     "icl.validate": 0,
+    "icl.fastpath": 0,
     "icl.config": 1,
     "icl.rates": 1,
     "icl.constants": 1,
@@ -42,12 +43,14 @@ LAYERS: dict[str, int] = {
     "icl.dynamics": 8,
     "icl.finite": 8,
     "icl.shifts": 8,
+    "icl.perf": 8,
     "icl.viz.task": 9,
     "icl.viz.bayes": 9,
     "icl.viz.construction": 9,
     "icl.viz.training": 9,
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
+    "icl.viz.performance": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
@@ -82,8 +85,10 @@ def imports_of(name: str, path: Path) -> set[str]:
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            # `from pkg import sub` imports the module pkg.sub when it exists
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # `from pkg import sub` imports the module pkg.sub when it exists (and pkg
+            # itself only for the names that are not submodules)
+            subs = [f"{mod}.{a.name}" for a in node.names]
+            targets = subs + ([mod] if any(t not in known for t in subs) else [])
         else:
             continue
         for t in targets:
