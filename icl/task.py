@@ -23,6 +23,7 @@ Sampling is vectorised over the batch: no Python loop over sequences or position
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -338,9 +339,9 @@ def _uniform_tokens(
     # work buffers reused from call to call (icl.fastpath.scratch): no page faults
     x = scratch("tokens_x", (1, m), torch.int64, device)
     torch.randint(span, (1, m), generator=g, device=device, out=x)
-    powers = torch.tensor([float(R**j) for j in range(k + 1)], dtype=torch.float64, device=device)
+    powers = _powers(R, k, device)
     f = scratch("tokens_f", (k + 1, m), torch.float64, device)
-    torch.div(x, powers[:, None], out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
+    torch.div(x, powers, out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
     digits = scratch("tokens_d", (k, m), torch.float64, device)
     torch.add(f[:k], f[1:], alpha=-R, out=digits)  # row j: the base-R digit j of each x
     small = scratch("tokens_i", (k * m,), torch.int32, device)
@@ -350,6 +351,13 @@ def _uniform_tokens(
     out = torch.empty(shape, dtype=torch.long, device=device)
     out.view(-1).copy_(small[:n])
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _powers(R: int, k: int, device: torch.device) -> torch.Tensor:
+    """``(R^0, …, R^k)`` as a float64 column ``[k+1, 1]`` (cached: built once per device)."""
+    return torch.tensor([[float(R**j)] for j in range(k + 1)], dtype=torch.float64,
+                        device=device)
 
 
 def _noise_starts(

@@ -33,13 +33,17 @@ __all__ = ["History", "normalized_step", "train"]
 def normalized_step(
     params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool = True
 ) -> None:
-    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``)."""
-    for p, g in zip(params, grads, strict=True):
-        if normalized:
-            n = torch.linalg.vector_norm(g)
+    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``).
+
+    The norms of all tensors are read back in one transfer (one synchronisation on a GPU).
+    """
+    if normalized:
+        norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
+        for p, g, n in zip(params, grads, norms, strict=True):
             if n > 0:
-                p.sub_(g, alpha=lr / float(n))
-        else:
+                p.sub_(g, alpha=lr / n)
+    else:
+        for p, g in zip(params, grads, strict=True):
             p.sub_(g, alpha=lr)
 
 
