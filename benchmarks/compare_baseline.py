@@ -76,7 +76,7 @@ def new_step(task, attention, family):
 
     def step():
         b = task.sample(512, generator=g)
-        sys.modules["icl.train"]._train_step(model, params, b.tokens, b.targets, 0.01, True)
+        sys.modules["icl.training"]._train_step(model, params, b.tokens, b.targets, 0.01, True)
 
     return step
 
