@@ -36,18 +36,21 @@ LAYERS: dict[str, int] = {
     "icl.softmax_construction": 5,
     "icl.model": 5,
     "icl.roles": 6,
+    "icl.families": 6,
     "icl.train": 7,
     "icl.laws": 8,
     "icl.montecarlo": 8,
     "icl.dynamics": 8,
     "icl.finite": 8,
     "icl.shifts": 8,
+    "icl.sweeps": 8,
     "icl.viz.task": 9,
     "icl.viz.bayes": 9,
     "icl.viz.construction": 9,
     "icl.viz.training": 9,
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
+    "icl.viz.questions": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
