@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "icl.symbolic.construction": 3,
     "icl.construction": 4,
     "icl.closed_forms": 4,
+    "icl.general_task": 4,
     "icl.softmax_construction": 5,
     "icl.model": 5,
     "icl.roles": 6,
