@@ -35,9 +35,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .construction import construction_matrices
 from .model import OneLayerTransformer
 from .task import RecallTask, make_generator
-from .validate import check_choice, check_real, check_seed
+from .validate import check_bool, check_choice, check_real, check_seed
 
 __all__ = ["INIT_SCALES", "LADDER", "LadderTransformer", "free_matrices", "n_trainable"]
 
@@ -81,6 +82,10 @@ class LadderTransformer(OneLayerTransformer):
         (``0``: at zero, the paper's initialisation). ``λ``/``Λ`` start at 0.
     seed : int
         Seeds the initial matrices (unused when ``init_scale = 0``).
+    scaled : bool, optional
+        For the ``reparam`` rung with softmax attention: ``True`` or ``None`` (the default)
+        is the book's scaled construction (``V = Λ I``, chapter 3), ``False`` the paper's
+        ``V = I``. Ignored otherwise (``reparam_w`` always has ``V = I``).
     """
 
     def __init__(
@@ -93,14 +98,18 @@ class LadderTransformer(OneLayerTransformer):
         *,
         init_scale: float = 0.0,
         seed: int = 0,
+        scaled: bool | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         rung = check_choice("rung", rung, LADDER)
+        if scaled is not None:
+            scaled = check_bool("scaled", scaled)
         init_scale = check_real("init_scale", init_scale, low=0.0)
         seed = check_seed("seed", seed)
         super().__init__(task, attention, _BASE[rung], kappa, d_model, dtype=dtype)
         self.rung = rung
         self.init_scale = init_scale
+        self.scaled = scaled
         d = self.d_model
         if rung in ("lambda_v", "w_v"):
             self.V = nn.Parameter(torch.eye(d, dtype=dtype) * 0.0)
@@ -117,6 +126,12 @@ class LadderTransformer(OneLayerTransformer):
         W, V, F = super().matrices()
         if self.rung in ("lambda_v", "w_v"):
             V = self.V
+        elif self.scaled is False and self.attention == "softmax" and self.rung == "reparam":
+            scale = self.Lambda if self.task.noisy else self.lambdas
+            W, V, F = construction_matrices(
+                self.task, scale, attention="softmax", kappa=self.kappa, gamma=self.gamma,
+                d_model=self.d_model, scaled=False,
+            )
         return W, V, F
 
     def extra_repr(self) -> str:

@@ -237,3 +237,16 @@ def test_figures_build():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_unscaled_softmax_reparam_is_the_papers_V_identity():
+    m = families.LadderTransformer(NOISY, "reparam", "softmax", d_model=24, scaled=False,
+                                   dtype=torch.float64)
+    s = families.LadderTransformer(NOISY, "reparam", "softmax", d_model=24, dtype=torch.float64)
+    with torch.no_grad():
+        m.Lambda.fill_(3.0)
+        s.Lambda.fill_(3.0)
+    assert torch.equal(m.matrices()[1], torch.eye(24, dtype=torch.float64))
+    assert torch.allclose(s.matrices()[1], 3.0 * torch.eye(24, dtype=torch.float64))
+    with pytest.raises(TypeError, match="scaled"):
+        families.LadderTransformer(NOISY, "reparam", "softmax", d_model=24, scaled=1)
