@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RateFit", "fit_rate"]
+__all__ = ["RateFit", "fit_power", "fit_rate"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,47 @@ def fit_rate(
     )
 
 
+
+
+def fit_power(
+    steps,
+    losses,
+    bayes: float,
+    *,
+    window: tuple[float, float] | None = None,
+    min_excess: float = 1e-7,
+) -> RateFit:
+    """Fit the exponent of a *power law* ``loss - bayes ≈ c t^{slope}`` (a sublinear rate).
+
+    The same least squares as :func:`fit_rate`, with ``log t`` in place of ``t``: the
+    returned :class:`RateFit` holds the exponent as ``slope`` (``-1`` for an ``O(1/t)``
+    excess) and ``intercept = log c``; ``t_min``/``t_max`` are steps. Steps ``≤ 0`` are
+    dropped (``log 0``). A geometric rate has no fixed exponent: over a window
+    ``[t_0, t_1]`` its fitted exponent is about ``-c (t_1 - t_0)/log(t_1/t_0)``.
+    """
+    t = np.asarray(steps, dtype=np.float64)
+    if t.ndim != 1:
+        raise ValueError(f"steps must be 1-D, got shape {t.shape}")
+    y = np.asarray(losses, dtype=np.float64)
+    if y.shape != t.shape:
+        raise ValueError(
+            f"steps and losses must be 1-D of equal length, got {t.shape} and {y.shape}"
+        )
+    keep = t > 0
+    if window is not None and not 0 < window[0] < window[1]:
+        raise ValueError(f"window must be (t_min, t_max) with 0 < t_min < t_max, got {window}")
+    fit = fit_rate(
+        np.log(t[keep]),
+        y[keep],
+        bayes,
+        window=None if window is None else (math.log(window[0]), math.log(window[1])),
+        min_excess=min_excess,
+    )
+    return RateFit(
+        slope=fit.slope,
+        stderr=fit.stderr,
+        intercept=fit.intercept,
+        n=fit.n,
+        t_min=math.exp(fit.t_min),
+        t_max=math.exp(fit.t_max),
+    )

@@ -34,16 +34,19 @@ LAYERS: dict[str, int] = {
     "icl.symbolic.construction": 3,
     "icl.construction": 4,
     "icl.closed_forms": 4,
+    "icl.general_task": 4,
     "icl.softmax_construction": 5,
     "icl.model": 5,
     "icl.roles": 6,
     "icl.training": 7,
+    "icl.families": 6,
     "icl.laws": 8,
     "icl.montecarlo": 8,
     "icl.dynamics": 8,
     "icl.finite": 8,
     "icl.shifts": 8,
     "icl.perf": 8,
+    "icl.sweeps": 8,
     "icl.viz.task": 9,
     "icl.viz.bayes": 9,
     "icl.viz.construction": 9,
@@ -51,6 +54,7 @@ LAYERS: dict[str, int] = {
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
     "icl.viz.performance": 9,
+    "icl.viz.questions": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}

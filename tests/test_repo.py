@@ -32,6 +32,7 @@ CHAPTERS = [
     "03_optimal_transformer",
     "04_training",
     "05_generalization",
+    "07_open_questions",
 ]
 #: notebooks of the book's Reference part (after the chapters in the table of contents)
 REFERENCE_NOTEBOOKS = ["performance"]
