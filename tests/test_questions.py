@@ -103,8 +103,10 @@ def test_zero_is_stationary_for_free_value_rungs():
 def test_normalized_matches_icl_train():
     a = icl.OneLayerTransformer(SMALL, "linear", "origin", d_model=24)
     b = icl.OneLayerTransformer(SMALL, "linear", "origin", d_model=24)
-    ha = sweeps.train_with(a, SMALL, 5, 0.1, batch_size=8, eval_size=16, seed=2)
-    hb = icl.train(b, SMALL, 5, 0.1, batch_size=8, eval_size=16, seed=2, progress=False)
+    ha = sweeps.train_with(a, SMALL, 5, 0.1, batch_size=8, eval_size=16, seed=2, eval_every=1)
+    hb = icl.train(
+        b, SMALL, 5, 0.1, batch_size=8, eval_size=16, seed=2, eval_every=1, progress=False
+    )
     assert np.allclose(ha.train_loss, hb.train_loss, rtol=1e-5)
     assert np.allclose(ha.array("loss", "ood"), hb.array("loss", "ood"), rtol=1e-5)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
