@@ -356,6 +356,41 @@ def test_bad_training_inputs(task):
         training.fit_contraction(hist, (0, 3))
     with pytest.raises(ValueError, match="tol"):
         training.newton(f, tol=0)
+    with pytest.raises(ValueError, match="tol"):
+        training.fit_scale(data.sample_statistics(task, 4, 50, seed=0), task.cov_inv, tol=-1.0)
+    f_ref = training.features(data.sample_statistics(task, 4, 50, seed=0))
+    hist_ref = training.gradient_descent(f_ref, 0.1, 5, w_ref=torch.zeros(3, 3, dtype=F64))
+    with pytest.raises(ValueError, match="window"):
+        training.fit_contraction(hist_ref, (3, 1))
+    with pytest.raises(InvalidTypeError, match="window"):
+        training.fit_contraction(hist_ref, ("a", 3))
+    with pytest.raises(ValueError, match="floor"):
+        training.fit_contraction(hist_ref, (0, 5), floor=0.0)
+
+
+def test_bad_inputs_of_the_checks_and_figures(task):
+    with pytest.raises(ValueError, match="hess"):
+        theory.rate_factor(0.5, torch.zeros(2, 3, dtype=F64))
+    with pytest.raises(InvalidTypeError, match="task"):
+        theory.fixed_rule_accuracy("task", torch.eye(3, dtype=F64), 10, seed=0)
+    with pytest.raises(ValueError, match="two classes"):
+        theory.fixed_rule_accuracy(data.default_task(n_classes=3), torch.eye(3, dtype=F64), 10,
+                                   seed=0)
+    with pytest.raises(ValueError, match="batch"):
+        theory.evaluate(task, torch.eye(3, dtype=F64), 4, 1, seed=0)
+    with pytest.raises(ValueError, match="two classes"):
+        data.compare_samplers(data.default_task(n_classes=3), 4, 10, seed=0)
+    st = data.sample_statistics(task, 4, 5, seed=0)
+    with pytest.raises(ValueError, match="xq"):
+        data.invariant_statistics(st.b, st.xq[:3], st.means, task)
+    from icl.classification import viz
+
+    with pytest.raises(ValueError, match="p_model"):
+        viz.reliability([0.2, 1.5], [0.2, 0.3])
+    with pytest.raises(ValueError, match="equal length"):
+        viz.reliability([0.2, 0.5], [0.2])
+    with pytest.raises(InvalidTypeError, match="bins"):
+        viz.reliability([0.2, 0.5], [0.2, 0.4], bins=2.5)
 
 
 # ------------------------------------------------------------------ package

@@ -359,6 +359,11 @@ def invariant_statistics(b: torch.Tensor, xq: torch.Tensor, means: torch.Tensor,
     """Scalars whose law does not depend on the task's rotation ``U`` (binary):
     ``μ_1^⊤Λ^{-1}b``, ``μ_0^⊤Λ^{-1}b``, ``‖Λ^{-1/2}b‖²`` and ``b^⊤Λ^{-1}x_q``."""
     _check_task(task)
+    d = task.d
+    b = check_tensor("b", b, shape=(None, d), kind="float", finite=True).to(DTYPE)
+    xq = check_tensor("xq", xq, shape=(b.shape[0], d), kind="float", finite=True).to(DTYPE)
+    means = check_tensor("means", means, shape=(b.shape[0], 2, d), kind="float", finite=True)
+    means = means.to(DTYPE)
     lb = b @ task.cov_inv
     return {
         "mu1_b": (lb * means[:, 1]).sum(1),
@@ -378,7 +383,7 @@ def compare_samplers(
 
     _check_task(task)
     if task.n_classes != 2:
-        raise ValueError("compare_samplers is for two classes")
+        raise ValueError(f"task must have two classes, got n_classes = {task.n_classes}")
     seed = check_seed("seed", seed)
     p = sample_prompts(task, length, batch, seed)
     explicit = invariant_statistics(context_statistic(p), p.xq, p.means, task)

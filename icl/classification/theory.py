@@ -349,6 +349,7 @@ def evaluate(
     drawn with equal class priors, against the Bayes posterior of each prompt's task."""
     if not isinstance(task, MixtureTask):
         raise InvalidTypeError(f"task must be a MixtureTask, got {type(task).__name__}")
+    batch = check_int("batch", batch, minimum=2)  # a standard error needs two prompts
     st = sample_statistics(task, test_length, batch, seed)
     y_hat = model_logits(st.b, w, st.xq)
     post = bayes_posterior(st.means, task.cov_inv, st.xq)
@@ -381,8 +382,10 @@ def fixed_rule_accuracy(
     Given the task, ``β = W^⊤ b_∞`` and the accuracy is ``½[Φ(β^⊤μ_1/s) + Φ(-β^⊤μ_0/s)]``,
     ``s² = β^⊤Λ'β`` (exact); averaged over ``batch`` tasks: (mean, standard error).
     """
-    if not isinstance(task, MixtureTask) or task.n_classes != 2:
-        raise ValueError("task must be a two-class MixtureTask")
+    if not isinstance(task, MixtureTask):
+        raise InvalidTypeError(f"task must be a MixtureTask, got {type(task).__name__}")
+    if task.n_classes != 2:
+        raise ValueError(f"task must have two classes, got n_classes = {task.n_classes}")
     w = check_tensor("W", w, shape=(task.d, task.d), kind="float", finite=True).to(DTYPE)
     means = sample_means(task, check_int("batch", batch, minimum=2), generator(seed))
     beta = (0.5 * (means[:, 1] - means[:, 0])) @ w
@@ -396,4 +399,6 @@ def rate_factor(lr: float, hess: torch.Tensor) -> float:
     """The predicted asymptotic contraction of GD, ``ρ = 1 - η λ_min(H(W*))``."""
     lr = check_real("lr", lr, low=0.0, low_open=True)
     hess = check_tensor("hess", hess, ndim=2, kind="float", finite=True)
+    if hess.shape[0] != hess.shape[1] or hess.shape[0] == 0:
+        raise ValueError(f"hess must be a non-empty square matrix, got shape {tuple(hess.shape)}")
     return 1.0 - lr * float(torch.linalg.eigvalsh(hess.to(DTYPE))[0])

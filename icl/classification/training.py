@@ -26,6 +26,7 @@ from icl.rates import RateFit, fit_rate
 from icl.validate import (
     InvalidTypeError,
     check_budget,
+    check_finite_array,
     check_int,
     check_real,
     check_tensor,
@@ -227,7 +228,12 @@ def fit_contraction(
         raise InvalidTypeError(f"history must be a GDHistory, got {type(history).__name__}")
     if history.distances.size == 0:
         raise ValueError("history has no distances: run gradient_descent with w_ref")
-    fit = fit_rate(history.steps, history.distances, 0.0, window=window, min_excess=floor)
+    arr = check_finite_array("window", window)
+    if arr.shape != (2,) or not arr[0] < arr[1]:
+        raise ValueError(f"window must be (t_min, t_max) with t_min < t_max, got {window!r}")
+    floor = check_real("floor", floor, low=0.0, low_open=True)
+    fit = fit_rate(history.steps, history.distances, 0.0, window=(float(arr[0]), float(arr[1])),
+                   min_excess=floor)
     return math.exp(fit.slope), fit
 
 
@@ -245,6 +251,7 @@ def fit_scale(stats: Statistics, cov_inv: torch.Tensor, *, tol: float = 1e-12) -
     sandwich standard error ``sd(score)/(√n · |mean Hessian|)``."""
     if not isinstance(stats, Statistics):
         raise InvalidTypeError(f"stats must be Statistics, got {type(stats).__name__}")
+    tol = check_real("tol", tol, low=0.0, low_open=True)
     d = stats.xq.shape[1]
     cov_inv = check_tensor("cov_inv", cov_inv, shape=(d, d), kind="float", finite=True)
     lam_x = stats.xq @ cov_inv.to(DTYPE)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from icl.validate import check_finite_array, check_int
 from icl.viz.style import BAYES_STYLE, THEORY_STYLE, band, finish_axes
 
 __all__ = ["plot_calibration", "plot_errors", "plot_rate", "plot_scales", "reliability"]
@@ -102,7 +103,12 @@ def plot_errors(
 def reliability(p_model: np.ndarray, p_true: np.ndarray, bins: int = 12):
     """Binned calibration: for each bin of the predicted ``P̂(+1)``, the mean prediction
     and the mean true posterior (what an infinitely long test would measure)."""
-    p_model, p_true = np.asarray(p_model), np.asarray(p_true)
+    p_model = check_finite_array("p_model", p_model, low=0.0, high=1.0).ravel()
+    p_true = check_finite_array("p_true", p_true, low=0.0, high=1.0).ravel()
+    if p_model.shape != p_true.shape or p_model.size == 0:
+        raise ValueError(f"p_model and p_true must be non-empty and of equal length, got "
+                         f"{p_model.size} and {p_true.size}")
+    bins = check_int("bins", bins, minimum=1)
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(p_model, edges) - 1, 0, bins - 1)
     count = np.bincount(idx, minlength=bins)
