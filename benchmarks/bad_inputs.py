@@ -645,42 +645,50 @@ def run(timeout: float, mem_gib: float, startup: float = 300.0) -> list[dict]:
             [sys.executable, __file__, "--worker", str(i), "--mem-gib", str(mem_gib)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            text=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "ICL_PROGRESS": "0"},
         )
+        fd = proc.stdout.fileno()
         sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        wait = startup
-        ready = False
+        sel.register(fd, selectors.EVENT_READ)
+        buf, lines = b"", []
+        ready, deadline = False, time.monotonic() + startup
         while True:
-            events = sel.select(timeout=wait)
-            if not events:  # the case (or the start-up) ran out of time
-                proc.kill()
-                proc.wait()
-                if ready:
+            if not lines:  # read the pipe unbuffered: select() sees every pending byte
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(timeout=left):  # out of time
+                    proc.kill()
+                    proc.wait()
+                    if not ready:
+                        raise RuntimeError("the worker did not start")
                     results.append({"i": i, "outcome": "hang", "message": f"> {timeout:g} s"})
                     i += 1
-                else:
-                    raise RuntimeError("the worker did not start")
-                break
-            line = proc.stdout.readline()
-            if not line:  # the worker died (e.g. killed by the memory cap)
-                proc.wait()
-                if ready:
+                    break
+                chunk = os.read(fd, 65536)
+                if not chunk:  # the worker died (e.g. killed by the memory cap)
+                    proc.wait()
+                    if not ready:
+                        raise RuntimeError("the worker died before starting")
                     results.append({"i": i, "outcome": "allocation",
                                     "message": f"worker died (exit {proc.returncode})"})
                     i += 1
                     break
-                raise RuntimeError("the worker died before starting")
+                buf += chunk
+                *complete, buf = buf.split(b"\n")
+                lines += [c.decode() for c in complete]
+                continue
+            line = lines.pop(0)
             if line.startswith("READY"):
-                ready, wait = True, timeout
+                ready, deadline = True, time.monotonic() + timeout
                 continue
             rec = json.loads(line)
             results.append(rec)
             i = rec["i"] + 1
+            deadline = time.monotonic() + timeout
             if i >= len(CASES):
                 proc.wait()
                 break
+        sel.close()
+        proc.stdout.close()
     return results
 
 

@@ -92,6 +92,10 @@ __all__ = [
 ]
 
 
+#: Λ values a Monte-Carlo loss evaluates one after the other unless raised (``max_steps``)
+_MAX_LAMBDAS = 100_000
+
+
 # ------------------------------------------------------------------ helpers
 def _check_scale(task: RecallTask, Lambda) -> torch.Tensor:
     """``Λ`` (noisy, a scalar) or ``λ`` (noiseless: scalar shared by all triggers, or ``[|Q|]``)."""
@@ -312,6 +316,7 @@ def softmax_loss(
     alpha_hat: float | None = None,
     ood: bool = False,
     max_bytes: float = DEFAULT_MAX_BYTES,
+    max_steps: int = _MAX_LAMBDAS,
 ) -> np.ndarray | float:
     """Monte-Carlo expected loss of the softmax construction at each ``Λ`` of ``Lambda``.
 
@@ -319,7 +324,8 @@ def softmax_loss(
     by every ``Λ``; each context contributes its exact expected loss over the target
     (:func:`expected_losses`), computed from the closed-form logits. Returns an array
     shaped like ``Lambda`` (noiseless: ``Lambda`` holds shared ``λ`` values), or a float.
-    ``max_bytes`` (default 2 GiB) bounds the memory of the ``n_samples`` sequences.
+    ``max_bytes`` (default 2 GiB) bounds the memory of the ``n_samples`` sequences,
+    ``max_steps`` (default ``10**5``) the number of ``Λ`` values.
     """
     return _monte_carlo(
         task,
@@ -334,6 +340,7 @@ def softmax_loss(
         alpha_hat=alpha_hat,
         ood=ood,
         max_bytes=max_bytes,
+        max_steps=max_steps,
     )
 
 
@@ -350,6 +357,7 @@ def softmax_excess(
     alpha_hat: float | None = None,
     ood: bool = False,
     max_bytes: float = DEFAULT_MAX_BYTES,
+    max_steps: int = _MAX_LAMBDAS,
 ) -> np.ndarray | float:
     """Monte-Carlo expected excess ``L(Λ) - H_b(α)``, each context's term computed stably
     (:func:`expected_excess`); same arguments as :func:`softmax_loss`."""
@@ -366,6 +374,7 @@ def softmax_excess(
         alpha_hat=alpha_hat,
         ood=ood,
         max_bytes=max_bytes,
+        max_steps=max_steps,
     )
 
 

@@ -13,6 +13,7 @@ a :class:`icl.validate.PrecisionWarning` naming float64.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from icl.validate import PrecisionWarning
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("bad_inputs", ROOT / "benchmarks" / "bad_inputs.py")
 census = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("bad_inputs", census)  # dataclasses look their module up
 _spec.loader.exec_module(census)
 
 #: calls the census keeps as controls or that are accepted on purpose (with the reason)
