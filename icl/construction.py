@@ -80,7 +80,7 @@ def construction_matrices(
     if task.noisy:
         if scale.dim() != 0:
             raise ValueError(
-                f"the noisy task takes a scalar Lambda, got shape {tuple(scale.shape)}"
+                f"scale: the noisy task takes a scalar Lambda, got shape {tuple(scale.shape)}"
             )
         q, tau = 0, task.noise_token
         Lam = scale
@@ -94,7 +94,7 @@ def construction_matrices(
         return W, V, F
     if scale.shape != (task.n_triggers,):
         raise ValueError(
-            f"the noiseless task takes lambdas of shape ({task.n_triggers},), "
+            f"scale: the noiseless task takes lambdas of shape ({task.n_triggers},), "
             f"got {tuple(scale.shape)}"
         )
     k = torch.arange(task.n_triggers)

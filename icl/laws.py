@@ -189,7 +189,7 @@ def _law(name: str, support: np.ndarray, counts: np.ndarray, probs: np.ndarray) 
 def _check_batch(task: RecallTask, batch: RecallBatch) -> None:
     # tokens only: the laws count broken outputs/targets, so their range is not refused
     check_batch("batch", batch)
-    check_task(task).check_tokens(batch.tokens)
+    check_task(task).check_tokens(batch.tokens, name="batch.tokens")
 
 
 def position_law(task: RecallTask, batch: RecallBatch) -> LawCheck:

@@ -42,8 +42,12 @@ def expected_loss(
             f"{tuple(logits.shape)}, got {noise_token}"
         )
     alpha = check_probability("alpha", alpha)
-    outputs = _check_outputs(batch.outputs if isinstance(batch, RecallBatch) else batch, B, N,
-                             name="batch")
+    y = batch.outputs if isinstance(batch, RecallBatch) else batch
+    if isinstance(y, torch.Tensor) and y.dim() == 1 and len(y) != B:
+        raise ValueError(
+            f"logits must have one row per sequence of batch: {B} rows for {len(y)} sequences"
+        )
+    outputs = _check_outputs(y, B, N, name="batch", allow_float=False)
     logp = torch.log_softmax(logits.double(), dim=-1)
     ly = logp.gather(1, outputs[:, None]).squeeze(1)
     out = -(1.0 - alpha) * ly
@@ -118,7 +122,9 @@ def expected_excess(task: RecallTask, xi: torch.Tensor, outputs: torch.Tensor) -
 _BIG = 30.0
 
 
-def _check_outputs(outputs, B: int, N: int, name: str = "outputs") -> torch.Tensor:
+def _check_outputs(
+    outputs, B: int, N: int, name: str = "outputs", allow_float: bool = True
+) -> torch.Tensor:
     """The clean outputs ``y``: an integer tensor ``[B]`` over ``0 … N-1``."""
     if not isinstance(outputs, torch.Tensor):
         if isinstance(outputs, (str, bytes)) or outputs is None:
@@ -132,7 +138,7 @@ def _check_outputs(outputs, B: int, N: int, name: str = "outputs") -> torch.Tens
             raise InvalidTypeError(
                 f"{name} must be the outputs y as integers [B], got {type(outputs).__name__}"
             ) from None
-    if outputs.is_floating_point():  # whole numbers stored as floats are accepted
+    if outputs.is_floating_point() and allow_float:  # whole numbers stored as floats
         if not bool((outputs == outputs.round()).all()):
             raise ValueError(f"{name} must hold token ids (whole numbers), got {outputs}")
         outputs = outputs.long()

@@ -279,19 +279,20 @@ class RecallTask:
         check_bool("ood", ood)
         return sample_sequences(self, batch_size, seed=seed, generator=generator, ood=ood)
 
-    def check_tokens(self, tokens: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``."""
+    def check_tokens(self, tokens: torch.Tensor, name: str = "tokens") -> None:
+        """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``
+        (``name`` is the parameter the message names)."""
         if not isinstance(tokens, torch.Tensor):
-            raise InvalidTypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+            raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(tokens).__name__}")
         if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape [B, H], got shape {tuple(tokens.shape)}")
+            raise ValueError(f"{name} must have shape [B, H], got shape {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-            raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+            raise ValueError(f"{name} must be an integer tensor, got dtype {tokens.dtype}")
         if tokens.shape[1] < 2:
-            raise ValueError(f"tokens must have at least 2 positions, got H={tokens.shape[1]}")
+            raise ValueError(f"{name} must have at least 2 positions, got H={tokens.shape[1]}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
+                f"{name}: token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
                 f"{self.vocab_size}, got range [{int(tokens.min())}, {int(tokens.max())}]"
             )
 
@@ -484,7 +485,7 @@ def check_sampler_arguments(
     B = check_int("batch_size", batch_size, minimum=1)
     H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
     max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
-    check_budget("batch_size", _SAMPLER_BYTES_PER_TOKEN * B * H, max_bytes)
+    check_budget("batch_size x seq_len", _SAMPLER_BYTES_PER_TOKEN * B * H, max_bytes)
     if generator is not None:
         check_generator("generator", generator)
         if seed is not None:
@@ -538,7 +539,7 @@ def check_batch(name: str, batch: object, task: RecallTask | None = None) -> Rec
     task is given)."""
     check_instance(name, batch, RecallBatch, "an icl.RecallBatch")
     if task is not None:
-        check_task(task).check_tokens(batch.tokens)
+        check_task(task).check_tokens(batch.tokens, name=f"{name}.tokens")
         N = task.vocab_size
         for field_name in ("targets", "outputs"):
             t = getattr(batch, field_name)

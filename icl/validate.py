@@ -220,10 +220,12 @@ def check_finite_array(
     ``[low, high]``. Strings and bools are refused."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
-    items: Iterable[Any] = np.ravel(np.asarray(value, dtype=object))
-    for x in items:
-        if isinstance(x, (bool, np.bool_, str, bytes)) or not isinstance(x, numbers.Real):
-            raise InvalidTypeError(f"{name} must hold real numbers, got {_show(value)}")
+    if not (isinstance(value, np.ndarray) and value.dtype.kind in "iuf"):
+        # lists, scalars, object arrays: look at every item (a numeric array needs no look)
+        items: Iterable[Any] = np.ravel(np.asarray(value, dtype=object))
+        for x in items:
+            if isinstance(x, (bool, np.bool_, str, bytes)) or not isinstance(x, numbers.Real):
+                raise InvalidTypeError(f"{name} must hold real numbers, got {_show(value)}")
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {_show(value)}")

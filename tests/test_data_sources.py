@@ -46,7 +46,7 @@ def _replay(task, steps, lr, *, seed, batch_size, data=None, target="targets"):
         loss = torch.nn.functional.cross_entropy(model(batch.tokens).xi, getattr(batch, target))
         grads = torch.autograd.grad(loss, params)
         train_mod.normalized_step(params, list(grads), lr)
-        out.append(float(loss))
+        out.append(float(loss.detach()))
     return np.array(out), float(model.Lambda)
 
 

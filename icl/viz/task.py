@@ -130,6 +130,7 @@ def draw_sequences(task: RecallTask, batch: RecallBatch, n: int = 8, *,
     by default the whole row is drawn (thin cells for ``H = 256``). Token ids are written
     in the cells when ``annotate`` is true (default: when at most 48 positions are shown).
     """
+    check_batch("batch", batch, check_task(task))
     _check_n(n)
     n_rows = min(n, batch.batch_size)
     fig = plt.figure(figsize=(width, 0.32 * n_rows + 1.5), layout="constrained")
