@@ -47,7 +47,7 @@ def _replay(task, steps, lr, *, seed, batch_size, data=None, target="targets"):
         grads = torch.autograd.grad(loss, params)
         train_mod.normalized_step(params, list(grads), lr)
         out.append(float(loss.detach()))
-    return np.array(out), float(model.Lambda)
+    return np.array(out), float(model.Lambda.detach())
 
 
 @pytest.fixture
