@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import icl
-from icl import bayes, finite, montecarlo, shifts
+from icl import bayes, finite, laws, montecarlo, shifts
 from icl.task import make_generator
 
 train_mod = importlib.import_module("icl.train")  # the module (icl.train is the function)
@@ -107,8 +107,8 @@ def test_evaluation_sets_are_fixed_held_out_and_of_the_right_kind(spy):
     assert set(pop.outputs.tolist()) <= set(TASK.outputs.tolist())
     assert set(ood.outputs.tolist()) <= set(TASK.ood_outputs.tolist())
     assert torch.equal(bayes.recover_output(TASK, ood.tokens), ood.outputs)
-    assert icl.laws.check_structure(TASK, ood, ood=True) == dict.fromkeys(
-        icl.laws.check_structure(TASK, ood, ood=True), 0)
+    assert laws.check_structure(TASK, ood, ood=True) == dict.fromkeys(
+        laws.check_structure(TASK, ood, ood=True), 0)
     # held out: no evaluation sequence is a sequence of the training stream
     g = make_generator(seed)
     train_rows = torch.cat([TASK.sample(B, generator=g).tokens for _ in range(STEPS)])
@@ -186,7 +186,7 @@ def test_loglog_slope_error_uses_the_spread_over_seeds_with_n_minus_1():
 
 def test_target_law_standard_error_is_the_binomial_one_of_the_batch():
     batch = TASK.sample(400, seed=0)
-    check = icl.laws.target_law(TASK, batch)
+    check = laws.target_law(TASK, batch)
     assert check.n == 400
     assert check.se == pytest.approx(math.sqrt(0.2 * 0.8 / 400), rel=1e-12)
     assert check.rate == pytest.approx(float((batch.targets == TASK.noise_token).double().mean()))
