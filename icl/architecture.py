@@ -15,8 +15,15 @@ from typing import NamedTuple
 
 import torch
 
-from .task import RecallTask
-from .validate import check_choice, check_int
+from .task import RecallTask, check_task
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    check_budget,
+    check_choice,
+    check_float_dtype,
+    check_int,
+    check_real,
+)
 
 __all__ = [
     "ATTENTIONS",
@@ -27,6 +34,7 @@ __all__ = [
     "check_d_model",
     "check_family",
     "check_kappa",
+    "check_model_size",
     "embed",
 ]
 
@@ -65,6 +73,7 @@ def check_kappa(kappa: int) -> int:
 def check_d_model(task: RecallTask, d_model: int) -> int:
     """``d ≥ 2N``: room for both embeddings ``E`` and ``Ẽ``."""
     d_model = check_int("d_model", d_model)
+    check_task(task)
     if d_model < 2 * task.vocab_size:
         raise ValueError(
             f"d_model must be >= 2 * vocab_size = {2 * task.vocab_size} (room for E and Ẽ), "
@@ -96,3 +105,14 @@ def activate(s: torch.Tensor, attention: str) -> torch.Tensor:
         return s.clamp(min=0)
     return torch.softmax(s, dim=-1)
 
+
+
+def check_model_size(
+    d_model: int, dtype: torch.dtype, max_bytes: float = DEFAULT_MAX_BYTES, n_matrices: int = 3
+) -> None:
+    """Refuse ``d × d`` matrices (``W``, ``V``, ``F`` and the identity of the construction)
+    that would not fit in ``max_bytes``, before any is allocated."""
+    dtype = check_float_dtype("dtype", dtype)
+    max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    check_budget("d_model", n_matrices * d_model * d_model * itemsize, max_bytes)

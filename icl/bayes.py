@@ -17,7 +17,8 @@ import math
 import numpy as np
 import torch
 
-from .task import RecallBatch, RecallTask
+from .task import RecallBatch, RecallTask, check_batch, check_task
+from .validate import check_finite_array, check_int, check_probability
 
 __all__ = [
     "bayes_risk",
@@ -31,22 +32,12 @@ __all__ = [
 
 
 def _check_alpha(alpha: float, name: str = "alpha", open_low: bool = False) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, 1), got {alpha!r}") from None
-    if open_low and not 0.0 < a < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {alpha}")
-    if not 0.0 <= a < 1.0:
-        raise ValueError(f"{name} must lie in [0, 1), got {alpha}")
-    return a
+    return check_probability(name, alpha, allow_zero=not open_low)
 
 
 def binary_entropy(alpha: float) -> float:
     """``H_b(α) = -α log α - (1-α) log(1-α)`` in nats, with ``0 log 0 = 0``."""
-    a = float(alpha)
-    if not 0.0 <= a <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    a = check_probability("alpha", alpha, allow_one=True)
     return -sum(x * math.log(x) for x in (a, 1.0 - a) if x > 0)
 
 
@@ -64,12 +55,8 @@ def kl_bernoulli(alpha, alpha_hat) -> np.ndarray | float:
     Vectorised (NumPy broadcasting): a float for scalar inputs, an array otherwise;
     ``inf`` where ``α̂ ∈ {0, 1}`` puts no mass on an outcome that ``α`` can produce.
     """
-    a = np.asarray(alpha, dtype=np.float64)
-    b = np.asarray(alpha_hat, dtype=np.float64)
-    if np.any((a < 0) | (a > 1)):
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
-    if np.any((b < 0) | (b > 1)):
-        raise ValueError(f"alpha_hat must lie in [0, 1], got {alpha_hat!r}")
+    a = check_finite_array("alpha", alpha, low=0.0, high=1.0)
+    b = check_finite_array("alpha_hat", alpha_hat, low=0.0, high=1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         t1 = np.where(a > 0, a * (np.log(a) - np.log(b)), 0.0)
         t2 = np.where(a < 1, (1 - a) * (np.log1p(-a) - np.log1p(-b)), 0.0)
@@ -79,10 +66,8 @@ def kl_bernoulli(alpha, alpha_hat) -> np.ndarray | float:
 
 def hoeffding_radius(m: int, delta: float) -> float:
     """``√(log(2/δ) / (2m))``: with probability ``1-δ``, ``|α̂ - α|`` is at most this."""
-    if m < 1:
-        raise ValueError(f"m must be a positive integer, got {m}")
-    if not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    m = check_int("m", m, minimum=1)
+    delta = check_probability("delta", delta, allow_zero=False)
     return math.sqrt(math.log(2.0 / delta) / (2.0 * m))
 
 
@@ -91,7 +76,7 @@ def recover_output(task: RecallTask, tokens: torch.Tensor) -> torch.Tensor:
 
     Vectorised over the batch; returns ``-1`` where the context holds no ``(q, y)`` pair.
     """
-    task.check_tokens(tokens)
+    check_task(task).check_tokens(tokens)
     q = tokens[:, -1:]
     prev_is_q = tokens[:, :-2] == q  # candidate pair starts 0 … H-3
     nxt = tokens[:, 1:-1]
@@ -110,6 +95,7 @@ def oracle_log_probs(
     ``y`` is recovered from the context itself (:func:`recover_output`), so this is a
     genuine predictor, not a peek at the answer. Impossible tokens get ``-inf``.
     """
+    check_task(task)
     a = task.alpha if alpha is None else _check_alpha(alpha)
     y = recover_output(task, tokens)
     if bool((y < 0).any()):
@@ -124,5 +110,6 @@ def oracle_log_probs(
 
 def oracle_losses(task: RecallTask, batch: RecallBatch) -> torch.Tensor:
     """Per-sequence cross-entropy ``-log p*(z_{H+1} | z_{1:H})`` of the oracle, ``[B]``."""
+    check_batch("batch", batch, check_task(task))
     logp = oracle_log_probs(task, batch.tokens)
     return -logp.gather(1, batch.targets[:, None]).squeeze(1)

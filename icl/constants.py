@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from .validate import check_int, check_probability, check_real
+from .validate import check_bool, check_int, check_probability, check_real
 
 __all__ = ["log_odds", "predicted_slope", "rate_constant", "resolve_gamma"]
 
@@ -66,5 +66,6 @@ def predicted_slope(lr: float, *, noisy: bool, n_triggers: int = 1) -> float:
     ``λ_k(t) = η t / √|Q|``, slope ``-η/√|Q|``.
     """
     eta = check_real("lr", lr, low=0.0, low_open=True)
+    noisy = check_bool("noisy", noisy)
     nq = check_int("n_triggers", n_triggers, minimum=1)
     return -eta if noisy else -eta / math.sqrt(nq)

@@ -22,14 +22,24 @@ Two variants are the book's own:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .architecture import check_attention, check_d_model, check_kappa
+from .architecture import check_attention, check_d_model, check_kappa, check_model_size
 from .constants import resolve_gamma
-from .task import RecallTask
+from .task import RecallTask, check_task
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    InvalidTypeError,
+    PrecisionWarning,
+    check_finite_array,
+    check_float_dtype,
+    check_optional_bool,
+    check_real,
+)
 
 __all__ = ["Construction", "construct", "construct_kappa0_stalled", "construction_matrices"]
 
@@ -53,6 +63,12 @@ def construction_matrices(
     check_attention(attention)
     kappa = check_kappa(kappa)
     d = check_d_model(task, d_model)
+    scaled = check_optional_bool("scaled", scaled)
+    gamma = check_real("gamma", gamma)
+    if not isinstance(scale, torch.Tensor):
+        scale = torch.as_tensor(check_finite_array("scale", scale))
+    elif scale.is_floating_point() and not bool(torch.isfinite(scale).all()):
+        raise ValueError("scale must be finite, got NaN or inf entries")
     N = task.vocab_size
     scale = torch.as_tensor(scale)
     if not scale.is_floating_point():
@@ -64,7 +80,7 @@ def construction_matrices(
     if task.noisy:
         if scale.dim() != 0:
             raise ValueError(
-                f"the noisy task takes a scalar Lambda, got shape {tuple(scale.shape)}"
+                f"scale: the noisy task takes a scalar Lambda, got shape {tuple(scale.shape)}"
             )
         q, tau = 0, task.noise_token
         Lam = scale
@@ -78,7 +94,7 @@ def construction_matrices(
         return W, V, F
     if scale.shape != (task.n_triggers,):
         raise ValueError(
-            f"the noiseless task takes lambdas of shape ({task.n_triggers},), "
+            f"scale: the noiseless task takes lambdas of shape ({task.n_triggers},), "
             f"got {tuple(scale.shape)}"
         )
     k = torch.arange(task.n_triggers)
@@ -117,24 +133,43 @@ def construct(
     d_model: int = 128,
     scaled: bool | None = None,
     dtype: torch.dtype = torch.float64,
+    max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> Construction:
     """The Bayes-optimal parameters of the model page §4 at a given ``Λ`` (or ``λ``).
 
     Noisy task: pass ``Lambda``. Noiseless task: pass ``lambdas`` (one per trigger) or a
-    scalar ``Lambda`` shared by all triggers.
+    scalar ``Lambda`` shared by all triggers. ``max_bytes`` bounds the memory of the
+    ``d × d`` matrices (default 2 GiB). A ``PrecisionWarning`` says when ``dtype`` cannot
+    hold ``γ + Λ`` apart from ``Λ`` (float32 from ``Λ ≈ 1e7``).
     """
+    task = check_task(task)
     g = resolve_gamma(task.alpha, gamma, alpha_hat)
+    check_attention(attention)
+    check_kappa(kappa)
+    check_d_model(task, d_model)
+    check_optional_bool("scaled", scaled)
+    dtype = check_float_dtype("dtype", dtype)
+    check_model_size(d_model, dtype, max_bytes, n_matrices=4)
     if task.noisy:
         if lambdas is not None or Lambda is None:
             raise ValueError("the noisy task takes a scalar Lambda (and no lambdas)")
-        scale = torch.tensor(float(Lambda), dtype=dtype)
+        scale = torch.tensor(check_real("Lambda", Lambda), dtype=dtype)
+        _warn_if_unrepresentable(float(scale), g, dtype)
     else:
         if (Lambda is None) == (lambdas is None):
             raise ValueError("the noiseless task takes either Lambda or lambdas")
         if lambdas is None:
-            scale = torch.full((task.n_triggers,), float(Lambda), dtype=dtype)
+            scale = torch.full((task.n_triggers,), check_real("Lambda", Lambda), dtype=dtype)
         else:
-            scale = torch.as_tensor(lambdas, dtype=dtype)
+            if isinstance(lambdas, (str, bytes)):
+                raise InvalidTypeError(f"lambdas must be numbers, got {lambdas!r}")
+            lam = check_finite_array("lambdas", lambdas)
+            if lam.shape != (task.n_triggers,):
+                raise ValueError(
+                    f"lambdas must have shape ({task.n_triggers},), one per trigger, got "
+                    f"shape {lam.shape}"
+                )
+            scale = torch.as_tensor(lam, dtype=dtype)
     if not bool(torch.isfinite(scale).all()):
         raise ValueError(f"Lambda/lambdas must be finite, got {scale.tolist()}")
     W, V, F = construction_matrices(
@@ -152,6 +187,29 @@ def construct_kappa0_stalled(task: RecallTask, Lambda: float, **kwargs) -> Const
     (``kappa`` is fixed).
     """
     if "kappa" in kwargs:
-        raise ValueError("construct_kappa0_stalled fixes kappa (kappa=1 matrices, kappa=0 model)")
+        raise ValueError(
+            "kappa: construct_kappa0_stalled fixes it (kappa=1 matrices, kappa=0 model)"
+        )
     c = construct(task, Lambda, kappa=1, **kwargs)
     return Construction(c.task, c.attention, 0, c.gamma, c.scale, c.W, c.V, c.F)
+
+
+def _warn_if_unrepresentable(Lambda: float, gamma: float, dtype: torch.dtype) -> None:
+    """Warn when ``dtype`` rounds ``γ + Λ`` so far that ``ξ_τ - ξ_y`` is no longer ``γ``.
+
+    The logit gap ``γ`` then becomes 0 (float32, ``|γ| ≈ 1.4`` and ``Λ ≥ 1e8``) and the
+    loss jumps from ``H_b(α)`` to about ``log 2``, silently; float64 keeps ``γ`` up to
+    ``Λ ≈ 1e15``.
+    """
+    if gamma == 0.0 or dtype == torch.float64:
+        return
+    lam = torch.tensor(Lambda, dtype=dtype)
+    gap = float(torch.tensor(gamma + Lambda, dtype=dtype) - lam)
+    if abs(gap - gamma) > 1e-2 * abs(gamma):
+        warnings.warn(
+            f"Lambda={Lambda:g}: in {dtype} the logit of tau, gamma + Lambda, rounds to "
+            f"{Lambda + gap:g}, a gap of {gap:g} instead of gamma={gamma:.4g}, so the loss is "
+            "not the construction's; pass dtype=torch.float64",
+            PrecisionWarning,
+            stacklevel=3,
+        )

@@ -51,9 +51,20 @@ import torch
 from .bayes import bayes_risk
 from .closed_forms import closed_form_excess
 from .constants import resolve_gamma
+from .model import OneLayerTransformer
 from .rates import RateFit, fit_rate
 from .task import RecallTask
 from .task import check_task as _check_task
+from .validate import (
+    DEFAULT_MAX_STEPS,
+    check_budget,
+    check_finite_array,
+    check_instance,
+    check_int,
+    check_real,
+    check_tensor,
+    check_window,
+)
 
 __all__ = [
     "excess_bound",
@@ -74,22 +85,18 @@ __all__ = [
 
 # ------------------------------------------------------------------ argument checks
 def _check_lr(lr: object) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive number (the step size η), got {lr!r}")
-    return float(lr)
+    return check_real("lr", lr, low=0.0, low_open=True)
 
 
-def _check_steps(steps: object) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+def _check_steps(steps: object, max_steps: int = DEFAULT_MAX_STEPS) -> int:
+    steps = check_int("steps", steps, minimum=0)
+    check_budget("steps", steps, check_int("max_steps", max_steps, minimum=1),
+                 unit="steps", keyword="max_steps")
     return steps
 
 
 def _check_t(t) -> np.ndarray:
-    arr = np.asarray(t, dtype=np.float64)
-    if np.any(~np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"t must hold finite non-negative step counts, got {t!r}")
-    return arr
+    return check_finite_array("t", t, low=0.0)
 
 
 def _out(x: np.ndarray) -> np.ndarray | float:
@@ -103,8 +110,8 @@ def _constants(task: RecallTask, gamma: float | None = None) -> tuple[float, int
     under the population gradient): ``c = 1``, ``n = N - 1``, ``s = 1/|Q|``.
     """
     N = task.vocab_size
+    g = resolve_gamma(task.alpha, gamma, None)  # refuses gamma for the noiseless task
     if task.noisy:
-        g = resolve_gamma(task.alpha, gamma, None)
         return 1.0 + math.exp(g), N - 2, 1.0
     return 1.0, N - 1, 1.0 / task.n_triggers
 
@@ -127,9 +134,8 @@ def noiseless_balance_efficiency(n_triggers: int, batch_size: int) -> float:
     the realised value fluctuates with the batches). A lagging trigger has a larger
     gradient, which keeps the ``λ_k`` together.
     """
-    for name, v in (("n_triggers", n_triggers), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n_triggers = check_int("n_triggers", n_triggers, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     return 1.0 - (n_triggers - 1) / (2.0 * batch_size)
 
 
@@ -179,8 +185,8 @@ def per_example_grad(
     linear/ReLU attention and ``Λ ≥ 0``; vectorised over ``Lambda``.
     """
     task = _check_task(task)
-    lam = np.asarray(Lambda, dtype=np.float64)
-    if np.any(~np.isfinite(lam)) or np.any(lam < 0):
+    lam = check_finite_array("Lambda", Lambda)
+    if np.any(lam < 0):
         raise ValueError(
             f"Lambda must be finite and >= 0 (the construction's regime), got {Lambda!r}"
         )
@@ -245,7 +251,10 @@ def theory_fit(
     at ``x_0`` is biased by at most about ``x_0/2`` in relative terms. Comparing this fit's
     slope with ``-η`` measures that bias, which is the honest ``rel_tol`` of a rate check.
     """
-    t = np.asarray(steps, dtype=np.float64)
+    task = _check_task(task)
+    t = check_finite_array("steps", steps, low=0.0)
+    window = check_window("window", window)
+    min_excess = check_real("min_excess", min_excess, low=0.0, low_open=True)
     exc = np.asarray(normalized_gd_excess(task, lr, t))
     bayes = bayes_risk(task.alpha)
     return fit_rate(t, exc + bayes, bayes, window=window, min_excess=min_excess)
@@ -253,18 +262,24 @@ def theory_fit(
 
 # ------------------------------------------------------------------ plain GD
 def plain_gd_trajectory(
-    task: RecallTask, lr: float, steps: int, *, gamma: float | None = None
+    task: RecallTask,
+    lr: float,
+    steps: int,
+    *,
+    gamma: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> np.ndarray:
     """Scale along plain GD on the population loss, ``t = 0 … steps`` (the book's [D]).
 
     Noisy: ``Λ_{t+1} = Λ_t + η (N-2)/Z(Λ_t)``, ``Z = e^Λ(1+e^γ) + N - 2``; every
     sequence has this gradient, so it is also the trajectory of plain *stochastic* GD.
     Noiseless: ``λ_{t+1} = λ_t + (η/|Q|)(N-1)/(e^{λ_t} + N - 1)`` (population gradient,
-    uniform trigger). A scalar recursion, iterated exactly in float64.
+    uniform trigger). A scalar recursion, iterated exactly in float64; ``max_steps``
+    (default ``10**7``) refuses a loop that would run for minutes.
     """
     task = _check_task(task)
     eta = _check_lr(lr)
-    steps = _check_steps(steps)
+    steps = _check_steps(steps, max_steps)
     c, n, s = _constants(task, gamma)
     out = np.empty(steps + 1)
     lam = 0.0
@@ -326,9 +341,13 @@ def plain_gd_excess_constant(task: RecallTask, lr: float) -> float:
     return 1.0 / eta if task.noisy else task.n_triggers / eta
 
 
-def plain_gd_excess(task: RecallTask, lr: float, steps: int) -> np.ndarray:
+def plain_gd_excess(
+    task: RecallTask, lr: float, steps: int, *, max_steps: int = DEFAULT_MAX_STEPS
+) -> np.ndarray:
     """Exact excess ``L(Λ_t) - H_b(α)`` along :func:`plain_gd_trajectory`, ``t = 0 … steps``."""
-    return np.asarray(_excess_shared(task, plain_gd_trajectory(task, lr, steps)))
+    return np.asarray(
+        _excess_shared(task, plain_gd_trajectory(task, lr, steps, max_steps=max_steps))
+    )
 
 
 # ------------------------------------------------------------------ diagnostics
@@ -338,13 +357,14 @@ def local_slope(steps, excess, *, span: int = 1) -> tuple[np.ndarray, np.ndarray
     Returns ``(midpoints, slopes)``. A linear rate has a constant slope ``-η``; an
     ``O(1/t)`` excess has slope ``≈ -1/t``, which flattens towards 0.
     """
-    t = np.asarray(steps, dtype=np.float64)
-    e = np.asarray(excess, dtype=np.float64)
+    t = check_finite_array("steps", steps)
+    e = check_finite_array("excess", excess)
     if t.ndim != 1 or t.shape != e.shape:
         raise ValueError(
             f"steps and excess must be 1-D of equal length, got {t.shape} and {e.shape}"
         )
-    if isinstance(span, bool) or not isinstance(span, int) or not 1 <= span < len(t):
+    span = check_int("span", span, minimum=1, maximum=max(len(t) - 1, 1))
+    if span >= len(t):
         raise ValueError(f"span must be an integer in [1, {len(t) - 1}], got {span!r}")
     if np.any(e <= 0):
         raise ValueError("excess must be positive to take its logarithm")
@@ -360,6 +380,10 @@ def autograd_per_example_grad(
     A reference for :func:`per_example_grad` (one backward pass per sequence; small
     batches only).
     """
+    check_instance("model", model, OneLayerTransformer, "an icl.OneLayerTransformer")
+    model.task.check_tokens(tokens)
+    check_tensor("targets", targets, shape=(tokens.shape[0],), kind="int", low=0,
+                 high=model.task.vocab_size - 1)
     params = [p for p in model.parameters() if p.requires_grad]
     rows = []
     for b in range(tokens.shape[0]):

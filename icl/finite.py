@@ -29,8 +29,20 @@ from .bayes import bayes_risk, kl_bernoulli
 from .closed_forms import closed_form_loss
 from .model import OneLayerTransformer
 from .rates import RateFit
-from .task import RecallBatch, RecallTask, check_task
+from .task import RecallBatch, RecallTask, check_batch, check_task
 from .training import History, train
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_STEPS,
+    check_budget,
+    check_choice,
+    check_finite_array,
+    check_float_dtype,
+    check_int,
+    check_int_array,
+    check_probability,
+    check_seed,
+)
 
 __all__ = [
     "FiniteSampleResult",
@@ -57,32 +69,21 @@ def _check_noisy_task(task: object) -> RecallTask:
 
 
 def _check_pos_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum=1)
 
 
-def _check_m_array(m) -> np.ndarray:
-    arr = np.asarray(m)
-    if arr.dtype.kind not in "iu" or np.any(arr < 1):
-        raise ValueError(f"m must hold positive integers, got {m!r}")
-    return arr.astype(np.int64)
+def _check_m_array(m, name: str = "m") -> np.ndarray:
+    return check_int_array(name, m, minimum=1)
 
 
 def _check_alpha_open(alpha: object, name: str = "alpha") -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise ValueError(f"{name} must be a number in (0, 1), got {alpha!r}")
-    if not 0.0 < float(alpha) < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {alpha}")
-    return float(alpha)
+    return check_probability(name, alpha, allow_zero=False)
 
 
 # ------------------------------------------------------------------ plug-in estimate
 def plugin_alpha(batch: RecallBatch, task: RecallTask) -> float:
     """``α̂``: the fraction of the batch's targets ``z_{H+1}`` equal to the noise token ``τ``."""
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
-    check_task(task).check_tokens(batch.tokens)
+    check_batch("batch", batch, check_task(task))
     return float((batch.targets == task.noise_token).double().mean())
 
 
@@ -102,8 +103,7 @@ def hoeffding_kl_bound(alpha: float, m, delta: float) -> np.ndarray | float:
     """
     a = _check_alpha_open(alpha)
     mm = _check_m_array(m)
-    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not 0.0 < delta < 1.0:
-        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    delta = check_probability("delta", delta, allow_zero=False)
     if np.any(mm < 2):
         raise ValueError(f"m must be >= 2 (α̂ = k/m must be able to lie in (0, 1)), got {m!r}")
     r = np.sqrt(math.log(2.0 / delta) / (2.0 * mm))
@@ -144,16 +144,21 @@ def expected_plugin_excess(m) -> np.ndarray | float:
     return float(out) if out.ndim == 0 else out
 
 
-def expected_plugin_excess_exact(alpha: float, m) -> np.ndarray | float:
+def expected_plugin_excess_exact(
+    alpha: float, m, *, max_steps: int = DEFAULT_MAX_STEPS
+) -> np.ndarray | float:
     """``E[KL(Ber(α) ‖ Ber(α̂)) | 0 < α̂ < 1]`` with ``mα̂ ~ Binomial(m, α)``, summed exactly.
 
     Conditioning excludes ``α̂ ∈ {0, 1}`` (infinite KL; the plug-in model cannot be built),
-    events of probability ``α^m + (1-α)^m``. Vectorised over ``m``.
+    events of probability ``α^m + (1-α)^m``. Vectorised over ``m``; the sum has ``m - 1``
+    terms, so ``max_steps`` (default ``10**7``) bounds the total.
     """
     a = _check_alpha_open(alpha)
     mm = _check_m_array(m)
     if np.any(mm < 2):
         raise ValueError(f"m must be >= 2, got {m!r}")
+    check_budget("m", float(mm.sum()), check_int("max_steps", max_steps, minimum=1),
+                 unit="terms", keyword="max_steps")
     out = np.empty(mm.shape, dtype=np.float64)
     for idx, mi in np.ndenumerate(mm):
         k = np.arange(1, mi)
@@ -210,14 +215,12 @@ def run_finite_sample(
     growing past the point where float32 gradients round to zero (``Λ ≈ 20``).
     """
     task = _check_noisy_task(task)
-    m = _check_pos_int("m", m)
-    if m < 2:
-        raise ValueError(f"m must be >= 2, got {m}")
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    m = check_int("m", m, minimum=2)
+    check_choice("attention", attention, ATTENTIONS)
+    seed = check_seed("seed", seed)
     batch_size = _check_pos_int("batch_size", batch_size)
+    check_float_dtype("dtype", dtype)
+    check_budget("m", 17 * m * task.seq_len, DEFAULT_MAX_BYTES)  # the m sequences in memory
     if steps is not None and epochs is not None:
         raise ValueError("pass steps or epochs, not both")
     if steps is None:
@@ -266,12 +269,16 @@ def finite_sample_sweep(task: RecallTask, ms, seeds, **kwargs) -> dict[str, np.n
     ``ood_excess``, ``kl``, ``closed_form``, ``Lambda``; and ``m`` (``[len(ms)]``).
     Keyword arguments go to :func:`run_finite_sample`.
     """
-    ms_arr = _check_m_array(ms)
+    _check_noisy_task(task)
+    ms_arr = _check_m_array(ms, "ms")
     if ms_arr.ndim != 1 or len(ms_arr) == 0:
         raise ValueError(f"ms must be a non-empty 1-D sequence of sizes, got {ms!r}")
-    seeds = list(seeds)
+    if np.any(ms_arr < 2):
+        raise ValueError(f"ms must hold sizes >= 2, got {ms!r}")
+    seeds = list(check_int_array("seeds", seeds, minimum=0).ravel())
     if not seeds:
         raise ValueError("seeds must be non-empty")
+    seeds = [int(s) for s in seeds]
     keys = ("alpha_hat", "excess", "ood_excess", "kl", "closed_form", "Lambda")
     out = {k: np.empty((len(ms_arr), len(seeds))) for k in keys}
     for i, m in enumerate(ms_arr.tolist()):
@@ -298,8 +305,8 @@ def loglog_slope(ms, excess) -> RateFit:
     The prediction ``E[excess] ≈ 1/(2m)`` is a slope of ``-1``. Returns an
     :class:`icl.rates.RateFit` whose ``t`` axis is ``log m`` (``fit.line(np.log(m))``).
     """
-    m = _check_m_array(ms).astype(np.float64)
-    e = np.asarray(excess, dtype=np.float64)
+    m = _check_m_array(ms, "ms").astype(np.float64)
+    e = check_finite_array("excess", excess)
     if m.ndim != 1 or e.ndim != 2 or e.shape[0] != m.shape[0] or e.shape[1] < 2:
         raise ValueError(
             f"excess must have shape [len(ms), n_seeds >= 2], got {e.shape} for {m.shape[0]} sizes"

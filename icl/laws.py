@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from .task import RecallBatch, RecallTask
+from .task import RecallBatch, RecallTask, check_batch, check_task
+from .validate import check_bool, check_finite_array, check_int, check_probability
 
 __all__ = [
     "ChiSquare",
@@ -153,8 +154,8 @@ def chi_square(counts, probs) -> ChiSquare:
     if ``probs`` is negative or does not sum to one (within ``1e-6``), or if there is no
     draw or fewer than two categories of positive probability.
     """
-    c = np.asarray(counts, dtype=np.float64)
-    p = np.asarray(probs, dtype=np.float64)
+    c = check_finite_array("counts", counts)
+    p = check_finite_array("probs", probs)
     if c.ndim != 1 or p.shape != c.shape:
         raise ValueError(
             f"counts and probs must be 1-D of the same length, got shapes {c.shape} and {p.shape}"
@@ -182,9 +183,9 @@ def _law(name: str, support: np.ndarray, counts: np.ndarray, probs: np.ndarray) 
 
 
 def _check_batch(task: RecallTask, batch: RecallBatch) -> None:
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be a RecallBatch, got {type(batch).__name__}")
-    task.check_tokens(batch.tokens)
+    # tokens only: the laws count broken outputs/targets, so their range is not refused
+    check_batch("batch", batch)
+    check_task(task).check_tokens(batch.tokens, name="batch.tokens")
 
 
 def position_law(task: RecallTask, batch: RecallBatch) -> LawCheck:
@@ -216,8 +217,7 @@ def noise_position_law(task: RecallTask, batch: RecallBatch, n_bins: int = 10) -
     ``0 … H-3``) makes the law impossible: ``p_value = 0``.
     """
     _check_batch(task, batch)
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 2:
-        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
+    n_bins = check_int("n_bins", n_bins, minimum=2, maximum=max(2, batch.seq_len - 4))
     if not task.noisy:
         raise ValueError("noise_position_law needs a noisy task (alpha > 0)")
     H = batch.seq_len
@@ -275,7 +275,7 @@ def filler_law(task: RecallTask, batch: RecallBatch, probs=None) -> LawCheck:
         pi = np.zeros(N)
         pi[task.filler.numpy()] = 1.0 / len(task.filler)
     else:
-        pi = np.asarray(probs, dtype=np.float64)
+        pi = check_finite_array("probs", probs, low=0.0)
         if pi.shape != (N,) or (pi < 0).any() or pi.sum() <= 0:
             raise ValueError(f"probs must be a non-negative vector of length N={N}")
         pi = pi / pi.sum()
@@ -314,6 +314,7 @@ def output_law(task: RecallTask, batch: RecallBatch, ood: bool = False) -> LawCh
     ``p_value = 0``.
     """
     _check_batch(task, batch)
+    check_bool("ood", ood)
     N = task.vocab_size
     pool = (task.ood_outputs if ood else task.outputs).numpy()
     if pool.size < 2:
@@ -334,9 +335,7 @@ def target_law(task: RecallTask, batch: RecallBatch, alpha: float | None = None)
     every other target equals the clean output ``y``.
     """
     _check_batch(task, batch)
-    a = task.alpha if alpha is None else float(alpha)
-    if not 0.0 <= a < 1.0:
-        raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
+    a = task.alpha if alpha is None else check_probability("alpha", alpha)
     is_tau = batch.targets == task.noise_token
     is_y = batch.targets == batch.outputs
     n = batch.batch_size
@@ -369,6 +368,7 @@ def check_structure(task: RecallTask, batch: RecallBatch, ood: bool = False) -> 
     - ``"target is y (noiseless) or y/tau (noisy)"``.
     """
     _check_batch(task, batch)
+    check_bool("ood", ood)
     tok, B, H = batch.tokens, batch.batch_size, batch.seq_len
     rows = torch.arange(B)
     q = tok[:, -1]

@@ -32,12 +32,14 @@ from .architecture import (
     check_d_model,
     check_family,
     check_kappa,
+    check_model_size,
     embed,
 )
 from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
 from .fastpath import interleave
 from .task import RecallTask, check_task
+from .validate import DEFAULT_MAX_BYTES, check_float_dtype
 
 __all__ = ["OneLayerTransformer", "construct_model"]
 
@@ -62,6 +64,10 @@ class OneLayerTransformer(nn.Module):
         ``d ≥ 2N`` (default 128).
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
+    dtype : torch.dtype
+        A floating-point type (default float32, the paper's).
+    max_bytes : float
+        Refuse ``d_model`` whose three ``d × d`` matrices need more memory (default 2 GiB).
 
     dtype, device : optional
         Of the parameters (default float32 on the CPU); ``model.to(device)`` also works.
@@ -81,8 +87,12 @@ class OneLayerTransformer(nn.Module):
         alpha_hat: float | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        max_bytes: float = DEFAULT_MAX_BYTES,
     ) -> None:
         super().__init__()
+        check_task(task)
+        check_d_model(task, d_model)
+        check_model_size(d_model, check_float_dtype("dtype", dtype), max_bytes)
         self.task = check_task(task)
         self.attention = check_attention(attention)
         self.family = check_family(family)

@@ -20,8 +20,24 @@ import math
 import torch
 
 from .bayes import oracle_log_probs, oracle_losses, recover_output
-from .task import RecallBatch, RecallTask, make_generator, sample_sequences
+from .task import (
+    RecallBatch,
+    RecallTask,
+    check_batch,
+    check_sampler_arguments,
+    make_generator,
+    sample_sequences,
+)
 from .task import check_task as _check_task
+from .validate import (
+    DEFAULT_MAX_SAMPLES,
+    check_bool,
+    check_budget,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+)
 
 __all__ = [
     "agrees",
@@ -37,27 +53,26 @@ DEFAULT_BATCH = 8192
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+    return check_int(name, value, minimum=minimum)
 
 
 def _check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    return seed
+    return check_seed("seed", seed)
 
 
 def _check_ood(ood: object) -> bool:
-    if not isinstance(ood, bool):
-        raise ValueError(f"ood must be True or False, got {ood!r}")
-    return ood
+    return check_bool("ood", ood)
 
 
 def _check_rho(rho: object) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho must be a number in [0, 1], got {rho!r}")
-    return float(rho)
+    return check_probability("rho", rho, allow_one=True)
+
+
+def _check_size(task: RecallTask, n: int, batch_size: int, max_samples: int) -> None:
+    """``n`` within ``max_samples`` sequences; one batch of ``batch_size`` within memory."""
+    check_budget("n", n, check_int("max_samples", max_samples, minimum=1),
+                 unit="sequences", keyword="max_samples")
+    check_sampler_arguments(task, min(batch_size, n), seed=0)
 
 
 def n_candidate_outputs(task: RecallTask, ood: bool = False) -> int:
@@ -73,9 +88,11 @@ def agrees(mean: float, se: float, theory: float, *, k: float = 3.0, atol: float
     ``α = 1/2`` where both outcomes cost ``log 2``): then ``se = 0`` and the agreement
     must be exact up to rounding.
     """
-    if se < 0 or k <= 0 or atol < 0:
-        raise ValueError(f"se, k, atol must be non-negative (k > 0), got se={se}, k={k}, "
-                         f"atol={atol}")
+    mean = check_real("mean", mean)
+    se = check_real("se", se, low=0.0)
+    theory = check_real("theory", theory)
+    k = check_real("k", k, low=0.0, low_open=True)
+    atol = check_real("atol", atol, low=0.0)
     return abs(mean - theory) <= k * se + atol
 
 
@@ -112,6 +129,7 @@ def mc_oracle_risk(
     ood: bool = False,
     batch_size: int = DEFAULT_BATCH,
     alpha_hat: float | None = None,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> tuple[float, float]:
     """Monte-Carlo estimate of the oracle's risk: ``(mean, standard error)`` over ``n`` sequences.
 
@@ -123,19 +141,17 @@ def mc_oracle_risk(
 
     ``alpha_hat`` replaces ``α`` in the predictor by a plug-in value ``α̂ ∈ (0, 1)`` (the
     data keep the task's ``α``): the mean then estimates
-    ``H_b(α) + KL(Ber(α) ‖ Ber(α̂))``.
+    ``H_b(α) + KL(Ber(α) ‖ Ber(α̂))``. ``max_samples`` (default ``10**8``) refuses an
+    ``n`` that would run for hours.
     """
     task = _check_task(task)
     n = _check_int("n", n, 2)
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_seed(seed)
     ood = _check_ood(ood)
-    if alpha_hat is not None and (
-        isinstance(alpha_hat, bool)
-        or not isinstance(alpha_hat, (int, float))
-        or not 0.0 < alpha_hat < 1.0
-    ):
-        raise ValueError(f"alpha_hat must be a number in (0, 1) or None, got {alpha_hat!r}")
+    if alpha_hat is not None:
+        check_probability("alpha_hat", alpha_hat, allow_zero=False)
+    _check_size(task, n, batch_size, max_samples)
 
     def losses_of(batch: RecallBatch) -> torch.Tensor:
         if alpha_hat is None:
@@ -164,6 +180,7 @@ def planted_variant_log_probs(
     """
     task = _check_task(task)
     ood = _check_ood(ood)
+    task.check_tokens(tokens)
     y = recover_output(task, tokens)  # validates tokens; -1 where the pair is missing
     found = y >= 0
     a = task.alpha
@@ -184,6 +201,7 @@ def planted_variant_losses(
     task: RecallTask, batch: RecallBatch, *, ood: bool = False
 ) -> torch.Tensor:
     """Per-sequence cross-entropy ``[B]`` of :func:`planted_variant_log_probs`."""
+    check_batch("batch", batch, _check_task(task))
     logp = planted_variant_log_probs(task, batch.tokens, ood=ood)
     return -logp.gather(1, batch.targets[:, None]).squeeze(1)
 
@@ -196,6 +214,7 @@ def mc_planted_variant_risk(
     seed: int,
     ood: bool = False,
     batch_size: int = DEFAULT_BATCH,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> tuple[float, float]:
     """Monte-Carlo risk ``(mean, standard error)`` of the planted variant's Bayes predictor.
 
@@ -209,6 +228,7 @@ def mc_planted_variant_risk(
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_seed(seed)
     ood = _check_ood(ood)
+    _check_size(task, n, batch_size, max_samples)
     return _run(
         n,
         batch_size,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .validate import InvalidTypeError, check_finite_array, check_real, check_window
+
 __all__ = ["RateFit", "fit_power", "fit_rate"]
 
 
@@ -29,18 +31,21 @@ class RateFit:
 
     def z_score(self, predicted: float) -> float:
         """``(slope - predicted) / stderr`` (``inf`` when the fit is exact and differs)."""
-        diff = self.slope - predicted
+        diff = self.slope - check_real("predicted", predicted)
         if self.stderr == 0:
             return 0.0 if diff == 0 else math.copysign(math.inf, diff)
         return diff / self.stderr
 
     def agrees_with(self, predicted: float, n_sigma: float = 3.0, rel_tol: float = 0.0) -> bool:
         """``|slope - predicted| ≤ n_sigma · stderr + rel_tol · |predicted|``."""
+        predicted = check_real("predicted", predicted)
+        n_sigma = check_real("n_sigma", n_sigma, low=0.0)
+        rel_tol = check_real("rel_tol", rel_tol, low=0.0)
         return abs(self.slope - predicted) <= n_sigma * self.stderr + rel_tol * abs(predicted)
 
     def line(self, t) -> np.ndarray:
         """The fitted excess ``exp(intercept + slope t)``."""
-        return np.exp(self.intercept + self.slope * np.asarray(t, dtype=np.float64))
+        return np.exp(self.intercept + self.slope * check_finite_array("t", t))
 
 
 def fit_rate(
@@ -65,19 +70,18 @@ def fit_rate(
         Points whose excess is below this are dropped: they sit at the floating-point
         resolution of the loss, where the logarithm is noise.
     """
-    t = np.asarray(steps, dtype=np.float64)
-    y = np.asarray(losses, dtype=np.float64)
+    t = check_finite_array("steps", steps)
+    y = _real_array("losses", losses)
     if t.ndim != 1 or t.shape != y.shape:
         raise ValueError(
             f"steps and losses must be 1-D of equal length, got {t.shape} and {y.shape}"
         )
-    if not min_excess > 0:
-        raise ValueError(f"min_excess must be positive, got {min_excess}")
+    bayes = check_real("bayes", bayes)
+    min_excess = check_real("min_excess", min_excess, low=0.0, low_open=True)
+    window = check_window("window", window)
     keep = (y - bayes) > min_excess
     if window is not None:
         lo, hi = window
-        if not lo < hi:
-            raise ValueError(f"window must be (t_min, t_max) with t_min < t_max, got {window}")
         keep &= (t >= lo) & (t <= hi)
     if keep.sum() < 3:
         raise ValueError(
@@ -145,3 +149,12 @@ def fit_power(
         t_min=math.exp(fit.t_min),
         t_max=math.exp(fit.t_max),
     )
+def _real_array(name: str, value) -> np.ndarray:
+    """Real numbers as float64 (NaN and inf allowed: a diverged loss is dropped by the fit);
+    strings and bools refused."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidTypeError(f"{name} must hold real numbers, got {value!r}")
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)

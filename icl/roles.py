@@ -48,9 +48,16 @@ import torch
 from .architecture import check_d_model
 from .losses import expected_loss
 from .model import OneLayerTransformer
-from .task import RecallBatch, RecallTask
+from .task import RecallBatch, RecallTask, check_batch
 from .task import check_task as _check_task
-from .validate import check_int, check_tensor
+from .validate import (
+    InvalidTypeError,
+    check_choice,
+    check_instance,
+    check_int,
+    check_probability,
+    check_tensor,
+)
 
 __all__ = [
     "REDUCTIONS",
@@ -157,16 +164,9 @@ def role_mass(
     ``V`` and ``F``, whose rows ``≥ N`` are never read).
     """
     task = _check_task(task)
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
-    if rows not in ("all", "logits"):
-        raise ValueError(f"rows must be 'all' or 'logits', got {rows!r}")
-    if isinstance(matrix, torch.Tensor):
-        M = matrix.detach().double().cpu().numpy()
-    else:
-        M = np.asarray(matrix, dtype=np.float64)
-    if M.ndim != 2 or M.shape[0] != M.shape[1]:
-        raise ValueError(f"matrix must be square d x d, got shape {M.shape}")
+    check_choice("reduce", reduce, REDUCTIONS)
+    check_choice("rows", rows, ("all", "logits"))
+    M = _square_matrix("matrix", matrix, task)
     blocks = role_blocks(task, int(M.shape[0]))
     row_names = [k for k in blocks if not rows == "logits" or k.startswith("E(")]
     col_names = list(blocks)
@@ -192,9 +192,7 @@ def copy_scores(V: torch.Tensor | np.ndarray, task: RecallTask) -> dict[str, np.
     (empty roles left out), each an array of the diagonal entries of that role.
     """
     task = _check_task(task)
-    M = V.detach().double().cpu().numpy() if isinstance(V, torch.Tensor) else np.asarray(V, float)
-    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 2 * task.vocab_size:
-        raise ValueError(f"V must be square d x d with d >= 2N, got shape {M.shape}")
+    M = _square_matrix("V", V, task)
     diag = np.diagonal(M)
     return {k: diag[v] for k, v in _token_roles(task).items()}
 
@@ -219,8 +217,9 @@ def evaluate(
     ``xiA_y`` and ``xiA_other`` (mean of ``ξ_{A,y}`` and of ``max_{j≠y} ξ_{A,j}``),
     ``xiF_tau`` and ``xiF_other`` (mean of ``ξ_{F,τ}`` and of ``max_{j≠τ} ξ_{F,j}``).
     """
+    _check_model_and_batch(model, batch)
     task = model.task
-    a = task.alpha if alpha is None else float(alpha)
+    a = task.alpha if alpha is None else check_probability("alpha", alpha)
     out = model(batch.tokens)
     xi, xi_A, xi_F = (t.double() for t in out)
     rows = torch.arange(batch.batch_size, device=xi.device)
@@ -255,10 +254,7 @@ def role_split(model: OneLayerTransformer, batch: RecallBatch) -> dict[str, floa
       ``direct_tau`` and ``direct_rest = max_{j≠τ}``, and the part read off the attention
       output, ``via_attention_y`` and ``via_attention_tau``.
     """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
+    _check_model_and_batch(model, batch)
     task = model.task
     N, tau = task.vocab_size, task.noise_token
     out = model(batch.tokens)
@@ -306,10 +302,7 @@ def probability_by_role(model: OneLayerTransformer, batch: RecallBatch) -> dict[
     On unseen-output sequences a model that bets on the training outputs puts its mass
     on ``O∖y``: the reason its loss can exceed ``log N``.
     """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
+    _check_model_and_batch(model, batch)
     task = model.task
     p = torch.softmax(model(batch.tokens).xi.double(), dim=-1)
     rows = torch.arange(batch.batch_size)
@@ -338,9 +331,8 @@ def attention_on_output(model: OneLayerTransformer, batch: RecallBatch) -> float
     attention (the *where*) carries over to unseen outputs, separately from the value
     and feed-forward paths (the *what*).
     """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if not isinstance(batch, RecallBatch) or bool((batch.pair_pos < 0).any()):
+    _check_model_and_batch(model, batch)
+    if bool((batch.pair_pos < 0).any()):
         raise ValueError("batch must be an icl.RecallBatch with the (q, y) pair in every sequence")
     _, a = model.scores(batch.tokens)
     rows = torch.arange(batch.batch_size)
@@ -363,6 +355,7 @@ def coordinate_label(task: RecallTask, index: int) -> str:
 def nonzero_entries(task: RecallTask, M: torch.Tensor, limit: int = 6) -> str:
     """The non-zero entries of a ``d × d`` matrix, named by embedding, e.g.
     ``[E(0), Ẽ(0)] = 3``; at most ``limit`` of them, then their count."""
+    task = _check_task(task)
     M = check_tensor("M", M, ndim=2)
     limit = check_int("limit", limit, minimum=1)
     idx = torch.nonzero(M)
@@ -373,3 +366,29 @@ def nonzero_entries(task: RecallTask, M: torch.Tensor, limit: int = 6) -> str:
     ]
     more = f", ... ({len(idx)} entries)" if len(idx) > limit else ""
     return ", ".join(items) + more
+
+
+def _check_model_and_batch(model: object, batch: object) -> None:
+    """``model`` a network, ``batch`` a batch of its task (tokens and outputs in range)."""
+    check_instance("model", model, OneLayerTransformer, "an icl.OneLayerTransformer")
+    check_batch("batch", batch, model.task)
+
+
+def _square_matrix(name: str, matrix: object, task: RecallTask) -> np.ndarray:
+    """A square ``d × d`` matrix with ``d ≥ 2N`` and finite entries, as float64 NumPy."""
+    if isinstance(matrix, torch.Tensor):
+        M = matrix.detach().double().cpu().numpy()
+    elif isinstance(matrix, np.ndarray) and matrix.dtype.kind in "iuf":
+        M = np.asarray(matrix, dtype=np.float64)
+    else:
+        raise InvalidTypeError(
+            f"{name} must be a d x d tensor or NumPy array, got {type(matrix).__name__}"
+        )
+    if M.ndim != 2 or M.shape[0] != M.shape[1] or M.shape[0] < 2 * task.vocab_size:
+        raise ValueError(
+            f"{name} must be square d x d with d >= 2N = {2 * task.vocab_size}, got shape "
+            f"{M.shape}"
+        )
+    if not np.all(np.isfinite(M)):
+        raise ValueError(f"{name} must be finite, got NaN or inf entries")
+    return M

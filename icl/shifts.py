@@ -36,8 +36,24 @@ from .bayes import bayes_risk, kl_bernoulli
 from .closed_forms import closed_form_loss
 from .losses import expected_loss
 from .model import OneLayerTransformer
-from .task import RecallBatch, RecallTask, make_generator, sample_sequences
+from .task import (
+    RecallBatch,
+    RecallTask,
+    check_batch,
+    check_sampler_arguments,
+    make_generator,
+    sample_sequences,
+)
 from .task import check_task as _check_task
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    check_bool,
+    check_instance,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+)
 
 __all__ = [
     "SHIFT_KEYS",
@@ -61,9 +77,7 @@ SHIFT_KEYS = ("ood", "alpha", "filler_probs", "pair_position", "n_distractors", 
 
 
 def _check_n(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer (number of test sequences), got {n!r}")
-    return n
+    return check_int("n", n, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -90,9 +104,19 @@ class Shift:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.kwargs, Mapping):
+            raise ValueError(f"kwargs must be a mapping of sampler keywords, got {self.kwargs!r}")
         bad = sorted(set(self.kwargs) - set(SHIFT_KEYS))
         if bad:
-            raise ValueError(f"unknown shift keyword(s) {bad}; allowed: {SHIFT_KEYS}")
+            raise ValueError(f"unknown shift keyword(s) {bad} in kwargs; allowed: {SHIFT_KEYS}")
+        kw = self.kwargs
+        if "alpha" in kw:
+            check_probability("kwargs['alpha']", kw["alpha"])
+        if "ood" in kw:
+            check_bool("kwargs['ood']", kw["ood"])
+        for key in ("n_distractors", "seq_len"):
+            if key in kw:
+                check_int(f"kwargs[{key!r}]", kw[key], minimum=0)
         object.__setattr__(self, "kwargs", dict(self.kwargs))
 
     def alpha_test(self, task: RecallTask) -> float:
@@ -134,9 +158,7 @@ def zipf_filler(task: RecallTask, exponent: float = 1.0) -> torch.Tensor:
     largest probabilities (ranks ``1 … |O|``).
     """
     task = _check_task(task)
-    s = float(exponent)
-    if not math.isfinite(s) or s <= 0:
-        raise ValueError(f"exponent must be a positive number, got {exponent!r}")
+    s = check_real("exponent", exponent, low=0.0, low_open=True)
     probs = torch.zeros(task.vocab_size, dtype=torch.float64)
     ranks = torch.arange(1, len(task.filler) + 1, dtype=torch.float64)
     probs[task.filler] = ranks.pow(-s)
@@ -167,8 +189,7 @@ def relabel_outputs(
     An ID/OOD comparison on ``batch`` and its relabelling is therefore *paired*.
     """
     task = _check_task(task)
-    if not isinstance(batch, RecallBatch):
-        raise ValueError(f"batch must be an icl.RecallBatch, got {type(batch).__name__}")
+    check_batch("batch", batch, task)
     if bool((batch.pair_pos < 0).any()):
         raise ValueError("relabel_outputs needs the (q, y) pair in every sequence (pair_pos >= 0)")
     g = make_generator(seed, generator)
@@ -260,6 +281,9 @@ def shift_batch(task: RecallTask, shift: Shift, n: int, seed: int = 0) -> Recall
     if not isinstance(shift, Shift):
         raise ValueError(f"shift must be an icl.shifts.Shift, got {type(shift).__name__}")
     n = _check_n(n)
+    seed = check_seed("seed", seed)
+    check_sampler_arguments(task, n, seed=seed, seq_len=shift.kwargs.get("seq_len"),
+                            max_bytes=DEFAULT_MAX_BYTES)
     kwargs = dict(shift.kwargs)
     ood = bool(kwargs.pop("ood", False))
     batch = sample_sequences(task, n, seed=seed, **kwargs)
@@ -290,11 +314,10 @@ def evaluate_shift(
     model: OneLayerTransformer, task: RecallTask, shift: Shift, n: int = 2048, seed: int = 0
 ) -> ShiftResult:
     """Loss of ``model`` on ``n`` sequences of ``shift`` (noise integrated out at ``α_t``)."""
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    check_instance("model", model, OneLayerTransformer, "an icl.OneLayerTransformer")
     task = _check_task(task)
     if model.task != task:
-        raise ValueError(f"model was built for {model.task}, not {task}")
+        raise ValueError(f"model was built for {model.task}, not this task")
     batch = shift_batch(task, shift, n, seed)
     a_test = shift.alpha_test(task)
     per = expected_loss(model(batch.tokens).xi, batch, a_test, task.noise_token).numpy()
@@ -341,10 +364,15 @@ def shift_table(
     ``seed`` share their tokens where the shift allows it (see :func:`shift_batch`); the
     standard error of the difference is then computed per sequence.
     """
-    if not models:
+    if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping {label: model}")
-    if not isinstance(atol, (int, float)) or atol < 0 or not isinstance(k, (int, float)) or k < 0:
-        raise ValueError(f"atol and k must be non-negative numbers, got atol={atol!r}, k={k!r}")
+    for label, model in models.items():
+        check_instance(f"models[{label!r}]", model, OneLayerTransformer,
+                       "an icl.OneLayerTransformer")
+    check_real("atol", atol, low=0.0)
+    check_real("k", k, low=0.0)
+    for s in shifts:
+        check_instance("shifts", s, Shift, "a list of icl.shifts.Shift")
     names = [s.name for s in shifts]
     if "none" not in names:
         raise ValueError(f"shifts must contain the reference shift 'none', got {names}")
@@ -378,8 +406,13 @@ def shift_table(
 def shift_table_markdown(rows: Sequence[ShiftRow], shifts: Sequence[Shift], digits: int = 3) -> str:
     """A Markdown table: one line per shift (its prediction, then per model the measured
     loss and ✓/✗ against ``predicted ± tol``)."""
-    if not rows:
+    if isinstance(rows, (str, bytes)) or not rows:
         raise ValueError("rows must be a non-empty list of ShiftRow")
+    for r in rows:
+        check_instance("rows", r, ShiftRow, "a list of icl.shifts.ShiftRow")
+    for s in shifts:
+        check_instance("shifts", s, Shift, "a list of icl.shifts.Shift")
+    digits = check_int("digits", digits, minimum=0)
     models = list(dict.fromkeys(r.model for r in rows))
     cell = {(r.shift, r.model): r for r in rows}
     head = "| shift | prediction | " + " | ".join(models) + " |"

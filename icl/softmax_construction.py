@@ -65,7 +65,17 @@ from .bayes import binary_entropy, recover_output
 from .closed_forms import closed_form_loss
 from .constants import resolve_gamma
 from .losses import expected_excess, expected_losses
-from .task import RecallBatch, RecallTask, make_generator
+from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_STEPS,
+    check_bool,
+    check_budget,
+    check_finite_array,
+    check_int,
+    check_real,
+    check_seed,
+)
 
 __all__ = [
     "SequenceCounts",
@@ -82,17 +92,15 @@ __all__ = [
 ]
 
 
+#: Λ values a Monte-Carlo loss evaluates one after the other unless raised (``max_steps``)
+_MAX_LAMBDAS = 100_000
+
+
 # ------------------------------------------------------------------ helpers
 def _check_scale(task: RecallTask, Lambda) -> torch.Tensor:
     """``Λ`` (noisy, a scalar) or ``λ`` (noiseless: scalar shared by all triggers, or ``[|Q|]``)."""
-    try:
-        lam = torch.as_tensor(Lambda, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(
-            f"Lambda must be a number or a sequence of numbers, got {Lambda!r}"
-        ) from None
-    if not bool(torch.isfinite(lam).all()):
-        raise ValueError(f"Lambda must be finite, got {Lambda!r}")
+    check_task(task)
+    lam = torch.as_tensor(check_finite_array("Lambda", Lambda), dtype=torch.float64)
     if task.noisy:
         if lam.dim() != 0:
             raise ValueError(f"the noisy task takes a scalar Lambda, got shape {tuple(lam.shape)}")
@@ -113,9 +121,13 @@ def softmax_weights(score, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``a* = e^ℓ / (e^ℓ + H - 1)`` and ``ε = 1 / (e^ℓ + H - 1)``, computed stably for any
     real ``ℓ`` (``score``, a number or a tensor).
     """
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
-        raise ValueError(f"seq_len must be an integer >= 2, got {seq_len!r}")
-    s = torch.as_tensor(score, dtype=torch.float64)
+    seq_len = check_int("seq_len", seq_len, minimum=2)
+    if isinstance(score, torch.Tensor):
+        s = score.to(torch.float64)
+        if not bool(torch.isfinite(s).all()):
+            raise ValueError("score must be finite, got NaN or inf entries")
+    else:
+        s = torch.as_tensor(check_finite_array("score", score), dtype=torch.float64)
     a_star = torch.sigmoid(s - math.log(seq_len - 1))
     eps = torch.sigmoid(math.log(seq_len - 1) - s) / (seq_len - 1)
     return a_star, eps
@@ -155,7 +167,7 @@ def sequence_counts(task: RecallTask, tokens: torch.Tensor) -> SequenceCounts:
     ``(q, τ)`` pair when noisy, and no other token after a ``q`` (distractor pairs
     ``(q', x)`` with ``q' ≠ q`` are fine: they score 0).
     """
-    task.check_tokens(tokens)
+    check_task(task).check_tokens(tokens)
     tokens = tokens.long()
     B, H = tokens.shape
     N = task.vocab_size
@@ -242,8 +254,8 @@ def softmax_logits(
     kappa : 0 or 1.
     gamma, alpha_hat : as in :func:`icl.construction.construct`.
     """
-    if not isinstance(scaled, bool):
-        raise ValueError(f"scaled must be True or False, got {scaled!r}")
+    check_task(task)
+    check_bool("scaled", scaled)
     kappa = check_kappa(kappa)
     lam = _check_scale(task, Lambda)
     g = resolve_gamma(task.alpha, gamma, alpha_hat)
@@ -264,19 +276,29 @@ def _monte_carlo(
     gamma: float | None,
     alpha_hat: float | None,
     ood: bool,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> np.ndarray | float:
-    if not isinstance(scaled, bool):
-        raise ValueError(f"scaled must be True or False, got {scaled!r}")
+    task = check_task(task)
+    check_bool("scaled", scaled)
     kappa = check_kappa(kappa)
     g = resolve_gamma(task.alpha, gamma, alpha_hat)
+    check_bool("ood", ood)
+    lams = check_finite_array("Lambda", Lambda)
+    check_budget("Lambda", lams.size, check_int("max_steps", max_steps, minimum=1),
+                 unit="values", keyword="max_steps")
+    max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
     if batch is None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        n_samples = check_int("n_samples", n_samples, minimum=1)
+        if seed is not None:
+            check_seed("seed", seed)
+        # the sampler's tokens plus the float64 counts [B, N] and logits [B, N]
+        check_budget("n_samples", n_samples * (17 * task.seq_len + 40 * task.vocab_size),
+                     max_bytes)
         batch = task.sample(n_samples, generator=make_generator(seed), ood=ood)
+    else:
+        check_batch("batch", batch, task)
     counts = sequence_counts(task, batch.tokens)
-    lams = np.asarray(Lambda, dtype=np.float64)
-    if not np.all(np.isfinite(lams)):
-        raise ValueError(f"Lambda must be finite, got {Lambda!r}")
     out = np.empty(lams.shape, dtype=np.float64)
     fn = expected_losses if what == "loss" else expected_excess
     for idx, lam in np.ndenumerate(lams):
@@ -299,6 +321,8 @@ def softmax_loss(
     gamma: float | None = None,
     alpha_hat: float | None = None,
     ood: bool = False,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_steps: int = _MAX_LAMBDAS,
 ) -> np.ndarray | float:
     """Monte-Carlo expected loss of the softmax construction at each ``Λ`` of ``Lambda``.
 
@@ -306,6 +330,8 @@ def softmax_loss(
     by every ``Λ``; each context contributes its exact expected loss over the target
     (:func:`icl.losses.expected_losses`), computed from the closed-form logits. Returns an array
     shaped like ``Lambda`` (noiseless: ``Lambda`` holds shared ``λ`` values), or a float.
+    ``max_bytes`` (default 2 GiB) bounds the memory of the ``n_samples`` sequences,
+    ``max_steps`` (default ``10**5``) the number of ``Λ`` values.
     """
     return _monte_carlo(
         task,
@@ -319,6 +345,8 @@ def softmax_loss(
         gamma=gamma,
         alpha_hat=alpha_hat,
         ood=ood,
+        max_bytes=max_bytes,
+        max_steps=max_steps,
     )
 
 
@@ -334,6 +362,8 @@ def softmax_excess(
     gamma: float | None = None,
     alpha_hat: float | None = None,
     ood: bool = False,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+    max_steps: int = _MAX_LAMBDAS,
 ) -> np.ndarray | float:
     """Monte-Carlo expected excess ``L(Λ) - H_b(α)``, each context's term computed stably
     (:func:`icl.losses.expected_excess`); same arguments as :func:`softmax_loss`."""
@@ -349,6 +379,8 @@ def softmax_excess(
         gamma=gamma,
         alpha_hat=alpha_hat,
         ood=ood,
+        max_bytes=max_bytes,
+        max_steps=max_steps,
     )
 
 
@@ -356,7 +388,7 @@ def softmax_excess(
 def softmax_excess_limit(task: RecallTask) -> float:
     """``lim_{Λ→∞} e^Λ (L(Λ) - H_b(α))`` of the scaled construction: ``(N-2)(1-α)`` noisy,
     ``N-1`` noiseless (shared ``λ``). The same constant as for linear attention."""
-    return task.rate_constant
+    return check_task(task).rate_constant
 
 
 def softmax_excess_bounds(
@@ -369,8 +401,9 @@ def softmax_excess_bounds(
     module docstring). Vectorised over ``Lambda``; both bounds times ``e^Λ`` tend to
     :func:`softmax_excess_limit`.
     """
-    lam = np.asarray(Lambda, dtype=np.float64)
-    if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+    task = check_task(task)
+    lam = check_finite_array("Lambda", Lambda)
+    if np.any(lam <= 0):
         raise ValueError(f"Lambda must be finite and > 0, got {Lambda!r}")
     N, H, a = task.vocab_size, task.seq_len, task.alpha
     eps = np.exp(-lam) / (1.0 + (H - 1) * np.exp(-lam))
@@ -395,7 +428,7 @@ def unscaled_logit_bound(task: RecallTask, gamma: float | None = None) -> float:
     with both coordinates of ``x_H + A`` in ``[0, 2]``: ``|ξ_j| ≤ 1 + 2(|γ| + 1)`` noisy,
     ``≤ 1`` noiseless, whatever ``Λ``.
     """
-    g = resolve_gamma(task.alpha, gamma, None)
+    g = resolve_gamma(check_task(task).alpha, gamma, None)
     return 1.0 + 2.0 * (abs(g) + 1.0) if task.noisy else 1.0
 
 
@@ -407,7 +440,7 @@ def unscaled_lower_bound(task: RecallTask) -> float:
     ``H_b(α) + (1-α) log(1 + (N-2)/e)`` (noiseless: ``log(1 + (N-1)/e)``), strictly above
     the Bayes risk (the book's [D]).
     """
-    N = task.vocab_size
+    N = check_task(task).vocab_size
     if task.noisy:
         return binary_entropy(task.alpha) + (1 - task.alpha) * math.log1p((N - 2) / math.e)
     return math.log1p((N - 1) / math.e)
@@ -422,4 +455,4 @@ def softmax_unscaled_floor(task: RecallTask) -> float:
     logits saturate at ``ξ_y = 1`` (and ``ξ_τ = γ + 1``): the loss tends to the linear
     formula at ``Λ = 1``, strictly above the Bayes risk (the book's [D]).
     """
-    return closed_form_loss(task, 1.0)
+    return closed_form_loss(check_task(task), 1.0)

@@ -32,9 +32,31 @@ import torch
 from .constants import rate_constant as _rate_constant
 from .constants import resolve_gamma
 from .fastpath import scratch
-from .validate import check_int
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    InvalidTypeError,
+    check_bool,
+    check_budget,
+    check_choice,
+    check_finite_array,
+    check_generator,
+    check_instance,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+    check_tensor,
+)
 
-__all__ = ["RecallBatch", "RecallTask", "check_task", "make_generator", "sample_sequences"]
+__all__ = [
+    "RecallBatch",
+    "RecallTask",
+    "check_batch",
+    "check_sampler_arguments",
+    "check_task",
+    "make_generator",
+    "sample_sequences",
+]
 
 
 def make_generator(
@@ -48,9 +70,9 @@ def make_generator(
     if generator is not None:
         if seed is not None:
             raise ValueError("pass either seed or generator, not both")
-        return generator
-    if seed is not None and not isinstance(seed, int):
-        raise ValueError(f"seed must be an int or None, got {seed!r}")
+        return check_generator("generator", generator)
+    if seed is not None:
+        seed = check_seed("seed", seed)
     g = torch.Generator()
     g.manual_seed(0 if seed is None else seed)
     return g
@@ -81,6 +103,12 @@ class RecallBatch:
     pair_pos: torch.Tensor
     noise_pos: torch.Tensor
 
+    def __post_init__(self) -> None:
+        tokens = check_tensor("tokens", self.tokens, ndim=2, kind="int")
+        B = tokens.shape[0]
+        for name in ("targets", "outputs", "pair_pos", "noise_pos"):
+            check_tensor(name, getattr(self, name), shape=(B,), kind="int")
+
     @property
     def triggers(self) -> torch.Tensor:
         """The trigger ``q`` of each sequence (its last token), ``[B]``."""
@@ -98,8 +126,17 @@ class RecallBatch:
         return self.batch_size
 
     def __getitem__(self, index) -> RecallBatch:
-        """Sub-batch (a slice, an index tensor or a boolean mask over sequences)."""
+        """Sub-batch (a slice, an index tensor or a boolean mask over sequences); an integer
+        ``i`` gives the one-sequence batch ``[i]`` (negative ``i`` counts from the end)."""
+        if isinstance(index, (bool, float, str, bytes)) or index is None:
+            raise InvalidTypeError(
+                f"index must be an int, a slice, an index tensor or a boolean mask, got {index!r}"
+            )
         if isinstance(index, int):
+            B = self.batch_size
+            if not -B <= index < B:
+                raise IndexError(f"index {index} is out of range for a batch of {B} sequences")
+            index = index % B
             index = slice(index, index + 1)
         return RecallBatch(
             tokens=self.tokens[index],
@@ -141,10 +178,7 @@ class RecallTask:
         nq = check_int("n_triggers", self.n_triggers, minimum=1)
         no = check_int("n_outputs", self.n_outputs, minimum=1)
         check_int("seq_len", self.seq_len, minimum=4)
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool):
-            raise ValueError(f"alpha must be a float in [0, 1), got {self.alpha!r}")
-        if not (0.0 <= float(self.alpha) < 1.0):
-            raise ValueError(f"alpha must lie in [0, 1), got {self.alpha}")
+        check_probability("alpha", self.alpha)
         if N < nq + no + 2:
             raise ValueError(
                 f"vocab_size={N} is too small for the roles: it needs |Q| + |O| + 2 = "
@@ -156,7 +190,10 @@ class RecallTask:
                 f"seq_len={self.seq_len} is too short for the noisy task (alpha > 0): two "
                 "non-overlapping pairs before the last token need seq_len >= 6"
             )
-        object.__setattr__(self, "alpha", float(self.alpha))
+        for name, v in (("vocab_size", N), ("n_triggers", nq), ("n_outputs", no)):
+            object.__setattr__(self, name, v)
+        object.__setattr__(self, "seq_len", int(self.seq_len))
+        object.__setattr__(self, "alpha", check_probability("alpha", self.alpha))
         object.__setattr__(self, "_filler_low", nq)
 
     # ------------------------------------------------------------------ roles
@@ -244,32 +281,32 @@ class RecallTask:
         batch. ``device`` (default: the generator's, CPU for a seed) is where the batch
         is drawn.
         """
+        check_bool("ood", ood)
         return sample_sequences(
             self, batch_size, seed=seed, generator=generator, ood=ood, device=device
         )
 
-    def check_tokens(self, tokens: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``."""
+    def check_tokens(self, tokens: torch.Tensor, name: str = "tokens") -> None:
+        """Raise ``ValueError`` unless ``tokens`` is an integer ``[B, H]`` tensor over ``0…N-1``
+        (``name`` is the parameter the message names)."""
         if not isinstance(tokens, torch.Tensor):
-            raise ValueError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+            raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(tokens).__name__}")
         if tokens.dim() != 2:
-            raise ValueError(f"tokens must have shape [B, H], got shape {tuple(tokens.shape)}")
+            raise ValueError(f"{name} must have shape [B, H], got shape {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-            raise ValueError(f"tokens must be an integer tensor, got dtype {tokens.dtype}")
+            raise ValueError(f"{name} must be an integer tensor, got dtype {tokens.dtype}")
         if tokens.shape[1] < 2:
-            raise ValueError(f"tokens must have at least 2 positions, got H={tokens.shape[1]}")
+            raise ValueError(f"{name} must have at least 2 positions, got H={tokens.shape[1]}")
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
+                f"{name}: token ids must lie in [0, {self.vocab_size - 1}] for vocab_size="
                 f"{self.vocab_size}, got range [{int(tokens.min())}, {int(tokens.max())}]"
             )
 
 
 def check_task(task: object) -> RecallTask:
     """Return ``task`` if it is a :class:`RecallTask`, else raise a ``ValueError`` saying so."""
-    if not isinstance(task, RecallTask):
-        raise ValueError(f"task must be an icl.RecallTask, got {type(task).__name__}")
-    return task
+    return check_instance("task", task, RecallTask, "an icl.RecallTask")
 
 
 def _free_starts(occupied: torch.Tensor) -> torch.Tensor:
@@ -394,6 +431,7 @@ def sample_sequences(
     plant_prob: float = 1.0,
     seq_len: int | None = None,
     device: torch.device | str | None = None,
+    max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> RecallBatch:
     """The sampler behind :meth:`RecallTask.sample`, with the knobs of the shift tests.
 
@@ -414,6 +452,9 @@ def sample_sequences(
         probability ``ρ`` that the ``(q, y)`` pair is planted at all.
     seq_len
         another context length ``H`` (the task's when ``None``).
+    max_bytes
+        refuse a batch whose tokens and bookkeeping (about ``17·B·H`` bytes) need more
+        memory than this (default 2 GiB).
     device
         where the batch is drawn and stored (default: the generator's device, CPU for a
         seed). A seed on a non-CPU device seeds a generator of that device.
@@ -421,23 +462,17 @@ def sample_sequences(
     The whole batch is drawn with a few vectorised integer operations (the filler by
     :func:`_uniform_tokens`, ``p'`` by :func:`_noise_starts`); the law is the one above.
     """
+    check_sampler_arguments(
+        task, batch_size, seed=seed, generator=generator, ood=ood, alpha=alpha,
+        filler_probs=filler_probs, pair_position=pair_position, n_distractors=n_distractors,
+        plant_prob=plant_prob, seq_len=seq_len, max_bytes=max_bytes,
+    )
     B = check_int("batch_size", batch_size, minimum=1)
     H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
     N = task.vocab_size
     g, dev = _generator_on(seed, generator, device)
     a = task.alpha if alpha is None else float(alpha)
-    if alpha is not None:
-        if not task.noisy:
-            raise ValueError("a test-time alpha needs a noisy task (alpha > 0 at training)")
-        if not 0.0 <= a < 1.0:
-            raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
-    if task.noisy and H < 6:
-        raise ValueError(f"seq_len={H} is too short for the noisy task: need seq_len >= 6")
-    if not 0.0 <= plant_prob <= 1.0:
-        raise ValueError(f"plant_prob must lie in [0, 1], got {plant_prob}")
-    n_distractors = check_int("n_distractors", n_distractors, minimum=0)
-    if n_distractors and task.n_triggers < 2:
-        raise ValueError("distractor pairs need at least two triggers (n_triggers >= 2)")
+    plant_prob = float(plant_prob)
 
     # 1. trigger
     if task.noisy:
@@ -528,3 +563,97 @@ def sample_sequences(
     return RecallBatch(
         tokens=tokens, targets=targets, outputs=y, pair_pos=pair_pos, noise_pos=noise_pos
     )
+
+
+#: bytes per token the sampler holds at once (int64 tokens, a bool mask, float weights)
+_SAMPLER_BYTES_PER_TOKEN = 17
+
+
+def check_sampler_arguments(
+    task: RecallTask,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    ood: bool = False,
+    alpha: float | None = None,
+    filler_probs: torch.Tensor | None = None,
+    pair_position: str | int = "uniform",
+    n_distractors: int = 0,
+    plant_prob: float = 1.0,
+    seq_len: int | None = None,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+) -> None:
+    """Check every argument of :func:`sample_sequences` before anything is drawn.
+
+    Raises ``ValueError`` (``InvalidTypeError`` for a wrong type) naming the parameter; a
+    batch whose ``B·H`` tokens would not fit in ``max_bytes`` is refused up front.
+    """
+    task = check_task(task)
+    B = check_int("batch_size", batch_size, minimum=1)
+    H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
+    max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
+    check_budget("batch_size x seq_len", _SAMPLER_BYTES_PER_TOKEN * B * H, max_bytes)
+    if generator is not None:
+        check_generator("generator", generator)
+        if seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+    elif seed is not None:
+        check_seed("seed", seed)
+    check_bool("ood", ood)
+    if alpha is not None:
+        check_probability("alpha", alpha)
+        if not task.noisy:
+            raise ValueError("alpha: a test-time alpha needs a noisy task (alpha > 0 at training)")
+    if task.noisy and H < 6:
+        raise ValueError(f"seq_len={H} is too short for the noisy task: need seq_len >= 6")
+    check_probability("plant_prob", plant_prob, allow_one=True)
+    if isinstance(pair_position, str):
+        check_choice("pair_position", pair_position, ("uniform", "start", "end"))
+    elif isinstance(pair_position, bool) or not isinstance(pair_position, int):
+        raise InvalidTypeError(
+            f"pair_position must be 'uniform', 'start', 'end' or an int, got {pair_position!r}"
+        )
+    else:
+        check_int("pair_position", pair_position, minimum=0, maximum=H - 3)
+    n_distractors = check_int("n_distractors", n_distractors, minimum=0)
+    if n_distractors and task.n_triggers < 2:
+        raise ValueError(
+            "n_distractors: distractor pairs need at least two triggers (n_triggers >= 2)"
+        )
+    # pairs are disjoint, inside positions 0 … H-2: (H-1)//2 of them at most
+    room = (H - 1) // 2 - (1 if float(plant_prob) > 0 else 0) - (1 if task.noisy else 0)
+    if n_distractors > room:
+        raise ValueError(
+            f"n_distractors must be <= {room} for seq_len={H} (each pair takes two positions "
+            f"before the last token), got {n_distractors}"
+        )
+    if filler_probs is not None:
+        N = task.vocab_size
+        if not isinstance(filler_probs, torch.Tensor):
+            filler_probs = torch.as_tensor(
+                check_finite_probs("filler_probs", filler_probs), dtype=torch.float64
+            )
+        check_tensor("filler_probs", filler_probs, shape=(N,), kind="float", low=0.0, finite=True)
+
+
+def check_finite_probs(name: str, value) -> list[float]:
+    """A sequence of finite non-negative reals (as a list), for weight vectors."""
+    return check_finite_array(name, value, low=0.0).tolist()
+
+
+def check_batch(name: str, batch: object, task: RecallTask | None = None) -> RecallBatch:
+    """``batch`` if it is a :class:`RecallBatch` (whose tokens fit ``task``'s vocabulary when a
+    task is given)."""
+    check_instance(name, batch, RecallBatch, "an icl.RecallBatch")
+    if task is not None:
+        check_task(task).check_tokens(batch.tokens, name=f"{name}.tokens")
+        N = task.vocab_size
+        for field_name in ("targets", "outputs"):
+            t = getattr(batch, field_name)
+            if t.numel() and (int(t.min()) < 0 or int(t.max()) >= N):
+                raise ValueError(
+                    f"{name}.{field_name} must lie in [0, {N - 1}] for vocab_size={N}, got "
+                    f"range [{int(t.min())}, {int(t.max())}]"
+                )
+    return batch

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,20 @@ import torch
 from .bayes import bayes_risk
 from .model import OneLayerTransformer
 from .roles import evaluate
-from .task import RecallBatch, RecallTask, make_generator
+from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_STEPS,
+    PrecisionWarning,
+    check_bool,
+    check_budget,
+    check_choice,
+    check_instance,
+    check_int,
+    check_optional_bool,
+    check_real,
+    check_seed,
+)
 
 __all__ = ["History", "normalized_step", "train"]
 
@@ -35,8 +49,31 @@ def normalized_step(
 ) -> None:
     """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``).
 
-    The norms of all tensors are read back in one transfer (one synchronisation on a GPU).
+    The arguments are checked here; the training loop calls the unchecked
+    :func:`_apply_update` on gradients it made itself.
     """
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    check_bool("normalized", normalized)
+    if len(params) != len(grads):
+        raise ValueError(
+            f"grads must hold one gradient per parameter: {len(params)} params, got "
+            f"{len(grads)} grads"
+        )
+    for p, g in zip(params, grads, strict=True):
+        if tuple(p.shape) != tuple(g.shape):
+            raise ValueError(
+                f"grads: a gradient of shape {tuple(g.shape)} for a parameter of shape "
+                f"{tuple(p.shape)}"
+            )
+    _apply_update(params, grads, lr, normalized)
+
+
+@torch.no_grad()
+def _apply_update(
+    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool
+) -> None:
+    """The update of :func:`normalized_step`, unchecked. The norms of all tensors are read
+    back in one transfer (one synchronisation on a GPU)."""
     if normalized:
         norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
         for p, g, n in zip(params, grads, norms, strict=True):
@@ -70,7 +107,12 @@ class History:
 
     def array(self, name: str, split: str = "pop") -> np.ndarray:
         """A recorded series as a NumPy array: ``array("loss")``, ``array("p_y", "ood")``."""
+        check_choice("split", split, ("pop", "ood", "params"))
         source = {"pop": self.pop, "ood": self.ood, "params": self.params}[split]
+        if name not in source:
+            raise ValueError(
+                f"name must be one of the {split!r} series {tuple(source)}, got {name!r}"
+            )
         return np.asarray(source[name], dtype=np.float64)
 
     @property
@@ -119,6 +161,8 @@ def train(
     data: RecallBatch | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_bytes: float = DEFAULT_MAX_BYTES,
 ) -> History:
     """Train ``model`` in place by (normalised) gradient descent and return its :class:`History`.
 
@@ -150,26 +194,22 @@ def train(
     device
         Where the batches are drawn and the steps run (default: the model's device);
         the model must already be there (``model.to(device)``).
+    max_steps, max_bytes
+        Refuse more steps, or batches and evaluation sets needing more memory, than these
+        (defaults ``10**7`` steps and 2 GiB).
+
+    A ``PrecisionWarning`` says when the parameters stopped moving before the end because
+    the gradient rounds to zero in the model's dtype (float32 near ``Λ ≈ 19.5``).
     """
-    if not isinstance(model, OneLayerTransformer):
-        raise ValueError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    if model.task != task:
-        raise ValueError(f"model was built for {model.task}, not {task}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_train_arguments(
+        model, task, steps, lr, batch_size=batch_size, normalized=normalized, seed=seed,
+        eval_every=eval_every, eval_size=eval_size, ood=ood, data=data, progress=progress,
+        max_steps=max_steps, max_bytes=max_bytes,
+    )
     if eval_every is None:
         n_eval = eval_size * (2 if ood else 1)
         eval_every = max(1, steps // 50, math.ceil(2.5 * n_eval / batch_size))
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every <= 0:
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     if data is not None:
-        if not isinstance(data, RecallBatch):
-            raise ValueError("data must be an icl.RecallBatch (a fixed training set)")
-        task.check_tokens(data.tokens)
         batch_size = min(batch_size, data.batch_size)
     dev = model.device if device is None else torch.device(device)
     if dev != model.device:
@@ -229,6 +269,7 @@ def train(
     if bar is not None:
         bar.close()
     hist.train_loss = losses.tolist()
+    _warn_if_stalled(model, hist)
     return hist
 
 
@@ -256,5 +297,82 @@ def _train_step(
     logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
     loss = torch.nn.functional.cross_entropy(logits, targets)
     grads = torch.autograd.grad(loss, params)
-    normalized_step(params, list(grads), lr, normalized)
+    _apply_update(params, list(grads), lr, normalized)
     return loss.detach()
+
+
+def _check_train_arguments(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    batch_size: int,
+    normalized: bool,
+    seed: int,
+    eval_every: int | None,
+    eval_size: int,
+    ood: bool,
+    data: RecallBatch | None,
+    progress: bool | None,
+    max_steps: int,
+    max_bytes: float,
+) -> None:
+    """Every argument of :func:`train`, checked before anything is drawn or trained."""
+    check_instance("model", model, OneLayerTransformer, "an icl.OneLayerTransformer")
+    check_task(task)
+    if model.task != task:
+        raise ValueError(f"task: the model was built for {model.task}, not {task}")
+    steps = _positive_int("steps", steps)
+    check_budget("steps", steps, check_int("max_steps", max_steps, minimum=1),
+                 unit="steps", keyword="max_steps")
+    try:
+        check_real("lr", lr, low=0.0, low_open=True)
+    except ValueError as exc:  # the message the book's tests know
+        raise type(exc)(f"lr must be a positive number, got {lr!r}") from None
+    batch_size = _positive_int("batch_size", batch_size)
+    check_bool("normalized", normalized)
+    check_seed("seed", seed)
+    if eval_every is not None:
+        _positive_int("eval_every", eval_every)
+    eval_size = _positive_int("eval_size", eval_size)
+    check_bool("ood", ood)
+    check_optional_bool("progress", progress)
+    max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
+    # tokens, masks and the [B, H] / [B, d] activations of one forward-backward pass
+    per_sequence = 64 * task.seq_len + 32 * model.d_model
+    check_budget("batch_size", batch_size * per_sequence, max_bytes)
+    check_budget("eval_size", eval_size * per_sequence, max_bytes)
+    if data is not None:
+        if not isinstance(data, RecallBatch):
+            check_instance("data", data, RecallBatch, "an icl.RecallBatch (a fixed training set)")
+        check_batch("data", data, task)
+
+
+def _positive_int(name: str, value: object) -> int:
+    """:func:`check_int` with ``minimum=1``, worded "a positive integer"."""
+    try:
+        return check_int(name, value, minimum=1)
+    except ValueError as exc:
+        raise type(exc)(f"{name} must be a positive integer, got {value!r}") from None
+
+
+def _warn_if_stalled(model: OneLayerTransformer, hist: History) -> None:
+    """Warn when a normalised run below float64 has reached the resolution of its dtype:
+    the excess is within a few rounding units of the Bayes risk and has stopped falling
+    over the last three evaluations (the gradient's sign is then rounding noise)."""
+    if not hist.normalized or len(hist.steps) < 3 or model.dtype == torch.float64:
+        return
+    if not hist.pop:
+        return
+    ex = hist.excess("pop")
+    eps = torch.finfo(model.dtype).eps
+    if ex[-1] < 16 * eps and not (ex[-1] < ex[-2] < ex[-3]):
+        warnings.warn(
+            f"the excess loss {ex[-1]:.2g} stopped falling at steps {hist.steps[-3]}-"
+            f"{hist.steps[-1]}: it is at the resolution of {model.dtype} (eps = {eps:.2g}), "
+            "where the gradient rounds to noise (normalised GD stalls near Lambda = 19.5 in "
+            "float32); build the model with dtype=torch.float64 to go further",
+            PrecisionWarning,
+            stacklevel=3,
+        )

@@ -28,18 +28,26 @@ import torch
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_SAMPLES",
     "DEFAULT_MAX_STEPS",
     "InvalidTypeError",
+    "PrecisionWarning",
     "check_bool",
     "check_budget",
     "check_choice",
     "check_finite_array",
+    "check_float_dtype",
     "check_generator",
+    "check_instance",
     "check_int",
+    "check_int_array",
+    "check_optional_bool",
     "check_probability",
     "check_real",
     "check_seed",
     "check_tensor",
+    "check_window",
+    "describe_call",
 ]
 
 #: memory a single call may ask for unless the caller raises it (2 GiB)
@@ -212,10 +220,12 @@ def check_finite_array(
     ``[low, high]``. Strings and bools are refused."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
-    items: Iterable[Any] = np.ravel(np.asarray(value, dtype=object))
-    for x in items:
-        if isinstance(x, (bool, np.bool_, str, bytes)) or not isinstance(x, numbers.Real):
-            raise InvalidTypeError(f"{name} must hold real numbers, got {_show(value)}")
+    if not (isinstance(value, np.ndarray) and value.dtype.kind in "iuf"):
+        # lists, scalars, object arrays: look at every item (a numeric array needs no look)
+        items: Iterable[Any] = np.ravel(np.asarray(value, dtype=object))
+        for x in items:
+            if isinstance(x, (bool, np.bool_, str, bytes)) or not isinstance(x, numbers.Real):
+                raise InvalidTypeError(f"{name} must hold real numbers, got {_show(value)}")
     arr = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {_show(value)}")
@@ -243,3 +253,103 @@ def check_budget(
             f"{name} asks for {shown}, above the limit of {cap}; pass {keyword}=... to "
             "raise the limit if your machine can take it"
         )
+
+
+# ------------------------------------------------------------------ added for issue 11
+#: sequences a Monte-Carlo estimate may draw unless the caller raises it
+DEFAULT_MAX_SAMPLES = 100_000_000
+
+
+class PrecisionWarning(UserWarning):
+    """A quantity the chosen floating-point type cannot represent (the remedy: float64)."""
+
+
+def check_instance(name: str, value: Any, cls: type | tuple[type, ...], what: str) -> Any:
+    """``value`` if it is an instance of ``cls`` (``what`` names the type in the message)."""
+    if not isinstance(value, cls):
+        raise InvalidTypeError(f"{name} must be {what}, got {_show_type(value)}")
+    return value
+
+
+def _show_type(value: Any) -> str:
+    """``'x' (str)``, ``None``, ``a Tensor of shape (8, 16)``: what a wrong value is."""
+    if value is None:
+        return "None"
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, (str, bytes, numbers.Number)):
+        return f"{_show(value)} ({type(value).__name__})"
+    return f"a {type(value).__name__}"
+
+
+def check_optional_bool(name: str, value: Any) -> bool | None:
+    """``None`` or a ``bool``."""
+    return None if value is None else check_bool(name, value)
+
+
+def check_float_dtype(name: str, value: Any) -> torch.dtype:
+    """A floating-point ``torch.dtype`` (``torch.float32``, ``torch.float64``, …)."""
+    if not isinstance(value, torch.dtype):
+        raise InvalidTypeError(
+            f"{name} must be a torch dtype such as torch.float32 or torch.float64, got "
+            f"{_show_type(value)}"
+        )
+    if not value.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point dtype, got {value}")
+    return value
+
+
+def check_int_array(name: str, value: Any, *, minimum: int | None = None) -> np.ndarray:
+    """Integers (scalar, list, array or tensor; never bools) as an int64 NumPy array, each
+    ``>= minimum``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (str, bytes)):
+        raise InvalidTypeError(f"{name} must hold integers, got {_show(value)}")
+    arr = np.asarray(value)
+    if arr.dtype.kind == "O":
+        items = list(np.ravel(arr))
+        if not all(
+            isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_)) for x in items
+        ):
+            raise InvalidTypeError(f"{name} must hold integers, got {_show(value)}")
+        arr = np.asarray(items, dtype=np.int64).reshape(arr.shape)
+    elif arr.dtype.kind not in "iu":
+        raise InvalidTypeError(f"{name} must hold integers, got {_show(value)}")
+    arr = arr.astype(np.int64)
+    if minimum is not None and arr.size and arr.min() < minimum:
+        raise ValueError(f"{name} must hold integers >= {minimum}, got a minimum of {arr.min()}")
+    return arr
+
+
+def check_window(name: str, value: Any) -> tuple[float, float] | None:
+    """``None`` or a pair ``(low, high)`` of finite reals with ``low < high``."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InvalidTypeError(f"{name} must be a pair (low, high) or None, got {_show(value)}")
+    lo = check_real(f"{name}[0]", value[0])
+    hi = check_real(f"{name}[1]", value[1])
+    if not lo < hi:
+        raise ValueError(f"{name} must be (t_min, t_max) with t_min < t_max, got {_show(value)}")
+    return lo, hi
+
+
+def describe_call(call: Any) -> str:
+    """Run ``call()`` and say what happened, for the book's page of common mistakes:
+    ``"ValueError: alpha must lie in [0, 1), got 1"``, ``"returned 0.5"``, or
+    ``"returned 0.5 with PrecisionWarning: ..."`` when the call warned."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = call()
+        except (ValueError, TypeError, IndexError) as exc:
+            kind = "InvalidTypeError" if isinstance(exc, InvalidTypeError) else type(exc).__name__
+            return f"{kind}: {exc}"
+    shown = _show(value) if isinstance(value, (numbers.Number, str, bool)) else type(value).__name__
+    if caught:
+        w = caught[0]
+        return f"returned {shown}, with {w.category.__name__}: {w.message}"
+    return f"returned {shown}"

@@ -35,7 +35,7 @@ CHAPTERS = [
     "07_open_questions",
 ]
 #: notebooks of the book's Reference part (after the chapters in the table of contents)
-REFERENCE_NOTEBOOKS = ["performance"]
+REFERENCE_NOTEBOOKS = ["performance", "errors"]
 SYNC_HINT = "run `.venv/bin/python tools/sync_setup_cell.py` to fix"
 
 

@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
+from ..validate import InvalidTypeError
 from .toolkit import ALPHA, Derivation, Step, add, equal, make_step, mul
 
 __all__ = [
@@ -528,6 +529,8 @@ def plugin_excess_function(quadratic: bool = False) -> Callable:
 
     Both arguments must lie in ``(0, 1)``.
     """
+    if not isinstance(quadratic, bool):
+        raise InvalidTypeError(f"quadratic must be True or False, got {quadratic!r}")
     expr = plugin_excess_quadratic_expr() if quadratic else plugin_excess_expr()
     fn = _safe_numeric(sp.lambdify((ALPHA, ALPHA_HAT), expr, modules="numpy"), 2)
 

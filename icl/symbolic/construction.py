@@ -31,6 +31,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from ..validate import check_bool, check_int, check_optional_bool
 from .bayes import binary_entropy_expr
 from .toolkit import ALPHA, Derivation, Step, add, check_display, equal, mul
 
@@ -118,10 +119,12 @@ def construction_derivation(
     Results: ``tokens``, ``X``, ``W``, ``V``, ``F``, ``scores``, ``weights``, ``A``,
     ``xi_A``, ``xi_F``, ``xi`` (column vectors of length ``N = 5``), ``role_scores``.
     """
+    check_bool("noisy", noisy)
     if attention not in ("linear", "relu", "softmax"):
         raise ValueError(f"attention must be 'linear', 'relu' or 'softmax', got {attention!r}")
-    if kappa not in (0, 1) or isinstance(kappa, bool):
-        raise ValueError(f"kappa must be 0 or 1, got {kappa!r}")
+    kappa = check_int("kappa", kappa, minimum=0, maximum=1)
+    check_optional_bool("scaled", scaled)
+    check_bool("stalled", stalled)
     if scaled is None:
         scaled = attention == "softmax"
     if stalled and (kappa != 0 or not noisy):

@@ -9,18 +9,17 @@ never depends on a live kernel.
 
 from __future__ import annotations
 
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..architecture import ATTENTIONS
+from ..architecture import ATTENTIONS, check_attention
 from ..bayes import bayes_risk
 from ..losses import expected_loss
 from ..model import construct_model
-from ..task import RecallTask
+from ..task import RecallTask, check_task
+from ..validate import check_real, check_seed
 
 __all__ = ["construction_explorer", "construction_state", "draw_construction_state"]
 
@@ -34,8 +33,12 @@ def construction_state(
     as floats, ``p_y``, ``p_tau``, the weight on the position of ``y`` (``a_y``), this
     sequence's expected loss and the Bayes risk ``H_b(α)``.
     """
-    if not math.isfinite(Lambda) or Lambda < 0:
+    check_task(task)
+    Lambda = check_real("Lambda", Lambda)
+    if Lambda < 0:
         raise ValueError(f"Lambda must be a finite number >= 0, got {Lambda}")
+    check_attention(attention)
+    check_seed("seed", seed)
     batch = task.sample(1, seed=seed)
     net = construct_model(task, Lambda, attention=attention)
     with torch.no_grad():

@@ -80,6 +80,10 @@ def band(
     deviation. With ``log=True`` the mean is geometric and the axis logarithmic.
     Returns the line, so a caller can reuse its colour.
     """
+    if spread not in ("minmax", "std"):
+        raise ValueError(f"spread must be 'minmax' or 'std', got {spread!r}")
+    if isinstance(runs, (str, bytes)) or isinstance(x, (str, bytes)):
+        raise TypeError(f"x and runs must hold numbers, got x={x!r}, runs={runs!r}")
     y = np.atleast_2d(np.asarray(runs, dtype=np.float64))
     x = np.asarray(x, dtype=np.float64)
     if y.shape[1] != x.shape[0]:

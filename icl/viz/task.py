@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
 from ..laws import LawCheck, TargetCheck, TokenUsage
-from ..task import RecallBatch, RecallTask
+from ..task import RecallBatch, RecallTask, check_batch, check_task
 from .style import ROLE_COLORS, ROLE_LABELS
 
 __all__ = [
@@ -41,7 +41,7 @@ def role_codes(task: RecallTask, batch: RecallBatch) -> torch.Tensor:
     ``y`` is the cell right after the planted ``q`` (``pair_pos + 1``); a filler token that
     happens to equal ``y`` elsewhere stays filler.
     """
-    task.check_tokens(batch.tokens)
+    check_batch("batch", batch, check_task(task))
     tok = batch.tokens
     q = tok[:, -1:]
     codes = torch.zeros_like(tok)
@@ -130,6 +130,7 @@ def draw_sequences(task: RecallTask, batch: RecallBatch, n: int = 8, *,
     by default the whole row is drawn (thin cells for ``H = 256``). Token ids are written
     in the cells when ``annotate`` is true (default: when at most 48 positions are shown).
     """
+    check_batch("batch", batch, check_task(task))
     _check_n(n)
     n_rows = min(n, batch.batch_size)
     fig = plt.figure(figsize=(width, 0.32 * n_rows + 1.5), layout="constrained")
@@ -233,7 +234,7 @@ def _span(tokens: list[int]) -> str:
 
 def roles_markdown(task: RecallTask) -> str:
     """The token roles of ``task`` as a Markdown table (computed from ``task.roles()``)."""
-    r = task.roles()
+    r = check_task(task).roles()
     q_note = "only $q = 0$ occurs (noisy task)" if task.noisy else "$q \\sim$ Unif$(Q)$"
     rows = [
         ("triggers $Q$", r["triggers"], f"$z_H = q$ and the start of each pair; {q_note}"),

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..rates import RateFit
 from ..training import History
+from ..validate import InvalidTypeError, check_instance, check_probability
 from .style import loss_panel, positive
 
 __all__ = [
@@ -150,6 +151,8 @@ def plot_training_curves(
     ``theory`` adds dashed excess curves to the left panel (e.g. the reparameterised
     model's ``log(1 + (N-2)(1-α) e^{-ηt})``).
     """
+    _check_histories(histories)
+    alpha = check_probability("alpha", alpha)
     fig, (ax, axp) = plt.subplots(1, 2, figsize=(11.5, 4.2))
     for k, (label, h) in enumerate(histories.items()):
         t = h.step_array
@@ -244,3 +247,14 @@ def plot_roles(history: History) -> Figure:
     axa.set_ylabel("mean logit (held-out sequences)")
     fig.tight_layout()
     return fig
+
+
+def _check_histories(histories: object) -> None:
+    """A non-empty mapping ``{label: History}``."""
+    if not isinstance(histories, Mapping) or not histories:
+        raise InvalidTypeError(
+            f"histories must be a non-empty mapping {{label: icl.History}}, got "
+            f"{type(histories).__name__}"
+        )
+    for label, h in histories.items():
+        check_instance(f"histories[{label!r}]", h, History, "an icl.History")
