@@ -193,7 +193,7 @@ def test_sampler_device_argument_on_cpu():
     b = task.sample(16, seed=3, device="cpu")
     assert torch.equal(a.tokens, b.tokens) and b.tokens.device.type == "cpu"
     with pytest.raises(ValueError, match="generator is on"):
-        icl.sample_sequences(task, 4, generator=torch.Generator(), device="meta")
+        icl.task.sample_sequences(task, 4, generator=torch.Generator(), device="meta")
 
 
 def test_model_and_fast_path_on_the_meta_device():
