@@ -35,7 +35,9 @@ LAYERS: dict[str, int] = {
     "icl.closed_forms": 4,
     "icl.softmax_construction": 5,
     "icl.model": 5,
+    "icl.standard_transformer": 5,
     "icl.roles": 6,
+    "icl.mechanism": 6,
     "icl.train": 7,
     "icl.laws": 8,
     "icl.montecarlo": 8,
@@ -48,6 +50,7 @@ LAYERS: dict[str, int] = {
     "icl.viz.training": 9,
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
+    "icl.viz.standard_transformer": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
