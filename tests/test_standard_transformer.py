@@ -204,3 +204,33 @@ def test_mechanism_bad_inputs():
         mechanism.test_sets(TASK, 0)
     with pytest.raises(InvalidTypeError, match="models"):
         mechanism.generalisation_rows({}, TASK, [])
+
+
+def test_figures_draw_and_refuse_bad_input():
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    from icl.viz import standard_transformer as viz
+
+    h = train_adam(small(seed=0), TASK, 2, 1e-3, batch_size=4, seed=0, eval_size=8)
+    fig = viz.plot_layer_curves({"noiseless": {2: [h, h]}}, {"noiseless": 0.0})
+    assert len(fig.axes) == 1
+    a = np.tril(np.full((6, 6), 1 / 6))
+    fig2 = viz.plot_attention_maps([a, a], ["x", "y"], tokens=list(range(6)),
+                                   marks={"q": 2, "y": 3})
+    fig3 = viz.plot_head_scores(np.full((2, 2, 2), 0.3), np.full((2, 2, 2), 0.5), 0.2, 0.1)
+    fig4 = viz.plot_ablations({"none": {"p_y": [0.5], "p_tau": [0.5]}}, alpha=0.5)
+    for f in (fig, fig2, fig3, fig4):
+        plt.close(f)
+    with pytest.raises(ValueError, match="curves"):
+        viz.plot_layer_curves({}, {})
+    with pytest.raises(ValueError, match="maps"):
+        viz.plot_attention_maps([a], ["x", "y"])
+    with pytest.raises(ValueError, match="maps"):
+        viz.plot_attention_maps([a * np.nan], ["x"])
+    with pytest.raises(ValueError, match="previous and recall"):
+        viz.plot_head_scores(np.zeros((2, 2)), np.zeros((2, 2)), 0.1, 0.1)
+    with pytest.raises(ValueError, match="table"):
+        viz.plot_ablations({}, alpha=0.5)
