@@ -37,9 +37,11 @@ LAYERS: dict[str, int] = {
     "icl.general_task": 4,
     "icl.softmax_construction": 5,
     "icl.model": 5,
+    "icl.standard_transformer": 5,
     "icl.roles": 6,
     "icl.training": 7,
     "icl.families": 6,
+    "icl.mechanism": 6,
     "icl.laws": 8,
     "icl.montecarlo": 8,
     "icl.dynamics": 8,
@@ -55,6 +57,7 @@ LAYERS: dict[str, int] = {
     "icl.viz.explorer": 9,
     "icl.viz.performance": 9,
     "icl.viz.questions": 9,
+    "icl.viz.standard_transformer": 9,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}

@@ -33,6 +33,7 @@ CHAPTERS = [
     "04_training",
     "05_generalization",
     "07_open_questions",
+    "08_standard_transformer",
 ]
 #: notebooks of the book's Reference part (after the chapters in the table of contents)
 REFERENCE_NOTEBOOKS = ["performance", "errors"]
