@@ -35,6 +35,7 @@ from .architecture import (
 from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
 from .task import RecallTask, check_task
+from .validate import InvalidTypeError
 
 __all__ = ["OneLayerTransformer", "construct_model"]
 
@@ -59,6 +60,11 @@ class OneLayerTransformer(nn.Module):
         ``d ≥ 2N`` (default 128).
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
+    scaled : bool, optional
+        ``reparam`` only: whether the value and feed-forward scale grow with ``Λ``
+        (``V = Λ I``, the book's softmax construction [D]) or stay fixed (``V = I``, the
+        paper's model [E]). Default: ``True`` for softmax, ``False`` otherwise (the model
+        page §4).
 
     All trainable parameters start at zero.
     """
@@ -74,6 +80,7 @@ class OneLayerTransformer(nn.Module):
         gamma: float | None = None,
         alpha_hat: float | None = None,
         dtype: torch.dtype = torch.float32,
+        scaled: bool | None = None,
     ) -> None:
         super().__init__()
         self.task = check_task(task)
@@ -82,6 +89,11 @@ class OneLayerTransformer(nn.Module):
         self.kappa = check_kappa(kappa)
         self.d_model = check_d_model(task, d_model)
         self.gamma = resolve_gamma(task.alpha, gamma, alpha_hat)
+        if scaled is not None and not isinstance(scaled, bool):
+            raise InvalidTypeError(f"scaled must be True, False or None, got {scaled!r}")
+        if scaled is not None and family != "reparam":
+            raise ValueError(f"scaled applies to the reparam family only, got family={family!r}")
+        self.scaled = (attention == "softmax") if scaled is None else scaled
         d = self.d_model
         if family == "origin":
             self.F = nn.Parameter(torch.zeros(d, d, dtype=dtype))
@@ -109,6 +121,7 @@ class OneLayerTransformer(nn.Module):
                 kappa=self.kappa,
                 gamma=self.gamma,
                 d_model=self.d_model,
+                scaled=self.scaled,
             )
         dtype, d = self.W.dtype, self.d_model
         _, _, F = construction_matrices(

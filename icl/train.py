@@ -6,7 +6,10 @@ norm (the step is skipped for a tensor whose gradient is 0),
 
     θ ← θ - η ∇_θ L / ‖∇_θ L‖_F.
 
-``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison.
+``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison;
+``normalized="per_coordinate"`` divides every coordinate by its own absolute value
+(``θ ← θ - η sign(∇_θ L)``, each scalar its own "tensor"), the other natural reading of
+"normalised per parameter" (chapter 4 compares the two).
 Two data modes: *population* (a fresh batch at every step) and *finite sample* (a fixed
 data set of ``m`` sequences, visited in shuffled mini-batches, epoch after epoch).
 """
@@ -31,11 +34,17 @@ __all__ = ["History", "normalized_step", "train"]
 
 @torch.no_grad()
 def normalized_step(
-    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool = True
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    lr: float,
+    normalized: bool | str = True,
 ) -> None:
-    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``)."""
+    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``;
+    ``θ - η sign(g)`` when ``normalized="per_coordinate"``)."""
     for p, g in zip(params, grads, strict=True):
-        if normalized:
+        if normalized == "per_coordinate":
+            p.sub_(torch.sign(g), alpha=lr)
+        elif normalized:
             n = torch.linalg.vector_norm(g)
             if n > 0:
                 p.sub_(g, alpha=lr / float(n))
@@ -56,7 +65,7 @@ class History:
     """
 
     lr: float
-    normalized: bool
+    normalized: bool | str
     bayes_risk: float
     train_loss: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
@@ -107,7 +116,7 @@ def train(
     lr: float,
     *,
     batch_size: int = 512,
-    normalized: bool = True,
+    normalized: bool | str = True,
     seed: int = 0,
     eval_every: int | None = None,
     eval_size: int = 1024,
@@ -124,7 +133,9 @@ def train(
     batch_size
         Sequences per step (the paper: 512).
     normalized
-        Normalise each gradient tensor by its Frobenius norm (the paper's optimiser).
+        ``True``: normalise each gradient tensor by its Frobenius norm (the paper's
+        optimiser); ``"per_coordinate"``: each coordinate by its absolute value (sign
+        descent); ``False``: plain gradient descent.
     seed
         Seeds the training stream, the mini-batch order and the evaluation sets.
     eval_every
@@ -147,6 +158,10 @@ def train(
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not (isinstance(normalized, bool) or normalized == "per_coordinate"):
+        raise ValueError(
+            f"normalized must be True, False or 'per_coordinate', got {normalized!r}"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if eval_every is None:
