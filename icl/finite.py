@@ -11,6 +11,10 @@ so normalised GD sends ``Λ_t = ηt → ∞`` and the *population* excess risk t
 Since ``E[(α̂-α)²] = α(1-α)/m``, the expected excess is ``≈ 1/(2m)`` whatever ``α``; and
 Hoeffding bounds ``|α̂ - α| ≤ r = √(log(2/δ)/(2m))`` with probability ``1-δ``, so the
 excess is at most the largest KL over that interval (:func:`hoeffding_kl_bound`).
+
+That is the *plug-in analysis*: ``α̂`` is written into the model. The real experiment is
+:func:`train_on_sample` (and :func:`network_finite_sweep`, :func:`role_split_sweep`):
+networks trained on ``m`` sequences for 100 epochs, which must learn ``α`` themselves.
 """
 
 from __future__ import annotations
