@@ -11,6 +11,10 @@ so normalised GD sends ``Λ_t = ηt → ∞`` and the *population* excess risk t
 Since ``E[(α̂-α)²] = α(1-α)/m``, the expected excess is ``≈ 1/(2m)`` whatever ``α``; and
 Hoeffding bounds ``|α̂ - α| ≤ r = √(log(2/δ)/(2m))`` with probability ``1-δ``, so the
 excess is at most the largest KL over that interval (:func:`hoeffding_kl_bound`).
+
+That is the *plug-in analysis*: ``α̂`` is written into the model. The real experiment is
+:func:`train_on_sample` (and :func:`network_finite_sweep`, :func:`role_split_sweep`):
+networks trained on ``m`` sequences for 100 epochs, which must learn ``α`` themselves.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .bayes import bayes_risk, kl_bernoulli
 from .closed_forms import closed_form_loss
 from .model import OneLayerTransformer
 from .rates import RateFit
+from .roles import role_split
 from .task import RecallBatch, RecallTask, check_batch, check_task
 from .training import History, train
 from .validate import (
@@ -41,11 +46,13 @@ from .validate import (
     check_int,
     check_int_array,
     check_probability,
+    check_real,
     check_seed,
 )
 
 __all__ = [
     "FiniteSampleResult",
+    "SampleRun",
     "expected_plugin_excess",
     "expected_plugin_excess_exact",
     "expected_quadratic_excess_expr",
@@ -53,8 +60,11 @@ __all__ = [
     "hoeffding_kl_bound",
     "kl_bernoulli_array",
     "loglog_slope",
+    "network_finite_sweep",
     "plugin_alpha",
+    "role_split_sweep",
     "run_finite_sample",
+    "train_on_sample",
 ]
 
 
@@ -328,3 +338,153 @@ def loglog_slope(ms, excess) -> RateFit:
         t_min=float(x.min()),
         t_max=float(x.max()),
     )
+
+
+# ------------------------------------------------------------------ trained networks on m sequences
+@dataclass
+class SampleRun:
+    """One network trained on ``m`` fixed sequences (:func:`train_on_sample`)."""
+
+    m: int
+    seed: int
+    alpha_hat: float
+    kl: float
+    model: OneLayerTransformer
+    history: History
+
+
+def train_on_sample(
+    task: RecallTask,
+    m: int,
+    *,
+    family: str = "origin",
+    attention: str = "linear",
+    kappa: int = 1,
+    epochs: int = 100,
+    lr: float = 0.1,
+    seed: int = 0,
+    batch_size: int = 512,
+    eval_size: int = 1024,
+    eval_every: int | None = None,
+) -> SampleRun:
+    """Train a network of ``family`` on ``m`` fixed sequences for ``epochs`` passes (the
+    model page §5.1, the authors' finite-sample protocol [E]: ``m = 2048``, 100 epochs).
+
+    Nothing is written into the model by hand: an ``origin`` network must learn ``α`` (and
+    the recall) from the ``m`` targets itself. The data are drawn with the seed
+    ``1_000_000·(seed+1) + m`` (as :func:`run_finite_sample`), the training stream and the
+    held-out sets with ``seed``. Returns the run with ``α̂`` (the sample's fraction of ``τ``
+    targets) and ``KL(Ber(α) ‖ Ber(α̂))``, the population excess of the plug-in law.
+    """
+    task = _check_noisy_task(task)
+    m = check_int("m", m, minimum=2)
+    epochs = check_int("epochs", epochs, minimum=1)
+    seed = check_seed("seed", seed)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    steps = epochs * math.ceil(m / min(batch_size, m))
+    data = task.sample(m, seed=1_000_000 * (seed + 1) + m)
+    a_hat = plugin_alpha(data, task)
+    model = OneLayerTransformer(task, attention, family, kappa=kappa)
+    hist = train(
+        model,
+        task,
+        steps,
+        lr,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=steps if eval_every is None else eval_every,
+        eval_size=eval_size,
+        data=data,
+        progress=False,
+    )
+    kl = float(kl_bernoulli_array(task.alpha, a_hat)) if 0.0 < a_hat < 1.0 else math.inf
+    return SampleRun(m=m, seed=seed, alpha_hat=a_hat, kl=kl, model=model, history=hist)
+
+
+def network_finite_sweep(task: RecallTask, ms, seeds, **kwargs) -> dict[str, np.ndarray]:
+    """:func:`train_on_sample` over every ``m`` in ``ms`` and every seed in ``seeds``.
+
+    Returns arrays ``[len(ms), len(seeds)]``: ``alpha_hat``, ``kl``, ``excess`` and
+    ``ood_excess`` (final population and unseen-output excess over ``H_b(α)``), ``p_tau``
+    (final mean predicted probability of ``τ``); and ``m``. Keyword arguments go to
+    :func:`train_on_sample`.
+    """
+    ms_arr = _check_m_array(ms)
+    if ms_arr.ndim != 1 or len(ms_arr) == 0:
+        raise ValueError(f"ms must be a non-empty 1-D sequence of sizes, got {ms!r}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must be non-empty")
+    keys = ("alpha_hat", "kl", "excess", "ood_excess", "p_tau")
+    out = {k: np.empty((len(ms_arr), len(seeds))) for k in keys}
+    for i, m in enumerate(ms_arr.tolist()):
+        for j, s in enumerate(seeds):
+            run = train_on_sample(task, m, seed=s, **kwargs)
+            h = run.history
+            values = {
+                "alpha_hat": run.alpha_hat,
+                "kl": run.kl,
+                "excess": h.excess("pop")[-1],
+                "ood_excess": h.excess("ood")[-1],
+                "p_tau": h.array("p_tau")[-1],
+            }
+            for k in keys:
+                out[k][i, j] = values[k]
+    out["m"] = ms_arr
+    return out
+
+
+def role_split_sweep(
+    alphas,
+    seeds,
+    *,
+    m: int = 2048,
+    epochs: int = 100,
+    lr: float = 0.1,
+    seq_len: int = 256,
+    eval_size: int = 1024,
+    test_seed: int = 7,
+    eval_every: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Which path carries ``τ`` in ``origin``-linear networks (``κ = 1``) trained on ``m``
+    sequences, over noise levels ``alphas`` and ``seeds`` (the v1 Figures 10–12 protocol).
+
+    Returns arrays ``[len(alphas), len(seeds)]``: every key of :func:`icl.roles.role_split`
+    (held-out means on ``eval_size`` sequences drawn with ``test_seed``); the final
+    ``xiF_tau``, ``xiF_other``, ``xiA_y``, ``xiA_other`` of the training history; ``holds``
+    (1.0 where ``ξ_{F,τ} > max_{j≠τ} ξ_{F,j}``, the clean split of the feed-forward path),
+    ``excess`` and ``ood_excess`` (final, over ``H_b(α)``), ``alpha_hat`` and ``kl``
+    (:func:`train_on_sample`); ``alpha``; and ``history``, an object array of the runs'
+    :class:`icl.train.History` (evaluated every ``eval_every`` steps; default: at the end).
+    """
+    a_arr = np.asarray(alphas, dtype=np.float64)
+    if a_arr.ndim != 1 or len(a_arr) == 0:
+        raise ValueError(f"alphas must be a non-empty 1-D sequence, got {alphas!r}")
+    for a in a_arr.tolist():
+        check_probability("alphas", a, allow_zero=False)
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must be non-empty")
+    test_seed = check_seed("test_seed", test_seed)
+    out: dict[str, np.ndarray] = {}
+    for i, a in enumerate(a_arr.tolist()):
+        task = RecallTask(alpha=a, seq_len=seq_len)
+        held_out = task.sample(eval_size, seed=test_seed)
+        for j, s in enumerate(seeds):
+            run = train_on_sample(
+                task, m, epochs=epochs, lr=lr, seed=s, eval_size=eval_size, eval_every=eval_every
+            )
+            h = run.history
+            values = dict(role_split(run.model, held_out))
+            for k in ("xiF_tau", "xiF_other", "xiA_y", "xiA_other"):
+                values[k] = float(h.array(k)[-1])
+            values["holds"] = float(values["xiF_tau"] > values["xiF_other"])
+            values["excess"] = float(h.excess("pop")[-1])
+            values["ood_excess"] = float(h.excess("ood")[-1])
+            values["alpha_hat"], values["kl"] = run.alpha_hat, run.kl
+            for k, v in values.items():
+                out.setdefault(k, np.empty((len(a_arr), len(seeds))))[i, j] = v
+            out.setdefault("history", np.empty((len(a_arr), len(seeds)), dtype=object))[i, j] = h
+    out["alpha"] = a_arr
+    return out

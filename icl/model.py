@@ -39,7 +39,7 @@ from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
 from .fastpath import interleave
 from .task import RecallTask, check_task
-from .validate import DEFAULT_MAX_BYTES, check_float_dtype
+from .validate import DEFAULT_MAX_BYTES, InvalidTypeError, check_float_dtype
 
 __all__ = ["OneLayerTransformer", "construct_model"]
 
@@ -64,13 +64,17 @@ class OneLayerTransformer(nn.Module):
         ``d ≥ 2N`` (default 128).
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
+    scaled : bool, optional
+        ``reparam`` only: whether the value and feed-forward scale grow with ``Λ``
+        (``V = Λ I``, the book's softmax construction [D]) or stay fixed (``V = I``, the
+        paper's model [E]). Default: ``True`` for softmax, ``False`` otherwise (the model
+        page §4).
     dtype : torch.dtype
         A floating-point type (default float32, the paper's).
+    device : optional
+        Where the parameters live (default the CPU); ``model.to(device)`` also works.
     max_bytes : float
         Refuse ``d_model`` whose three ``d × d`` matrices need more memory (default 2 GiB).
-
-    dtype, device : optional
-        Of the parameters (default float32 on the CPU); ``model.to(device)`` also works.
 
     All trainable parameters start at zero.
     """
@@ -88,6 +92,7 @@ class OneLayerTransformer(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         max_bytes: float = DEFAULT_MAX_BYTES,
+        scaled: bool | None = None,
     ) -> None:
         super().__init__()
         check_task(task)
@@ -99,6 +104,11 @@ class OneLayerTransformer(nn.Module):
         self.kappa = check_kappa(kappa)
         self.d_model = check_d_model(task, d_model)
         self.gamma = resolve_gamma(task.alpha, gamma, alpha_hat)
+        if scaled is not None and not isinstance(scaled, bool):
+            raise InvalidTypeError(f"scaled must be True, False or None, got {scaled!r}")
+        if scaled is not None and family != "reparam":
+            raise ValueError(f"scaled applies to the reparam family only, got family={family!r}")
+        self.scaled = (attention == "softmax") if scaled is None else scaled
         d = self.d_model
         kw = {"dtype": dtype, "device": device}
         if family == "origin":
@@ -132,6 +142,7 @@ class OneLayerTransformer(nn.Module):
                 kappa=self.kappa,
                 gamma=self.gamma,
                 d_model=self.d_model,
+                scaled=self.scaled,
             )
             return mats if device.type == "cpu" else tuple(m.to(device) for m in mats)
         dtype, d = self.W.dtype, self.d_model

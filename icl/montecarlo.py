@@ -11,6 +11,11 @@ Its Bayes predictor (:func:`planted_variant_log_probs`) is ``(1-α) δ_y + α δ
 pair is found in the context and ``α δ_τ + (1-α)/K`` on each of the ``K`` candidate
 outputs when it is not; theory (:func:`icl.symbolic.bayes.planted_variant_derivation`):
 ``R*(ρ) = H_b(α) + (1-ρ)(1-α) log K``.
+
+:func:`mc_bag_of_context_risk` is a check that *can* see the task's size: a predictor that
+does not know the rule "the token after ``q``" (:func:`bag_of_context_log_probs`) spreads
+``1-α`` over the context's tokens by frequency, and its risk
+(:func:`bag_of_context_risk`) depends on ``N``, ``H`` and ``|Q|``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ from .validate import (
 
 __all__ = [
     "agrees",
+    "bag_of_context_log_probs",
+    "bag_of_context_risk",
+    "mc_bag_of_context_risk",
     "mc_oracle_risk",
     "mc_planted_variant_risk",
     "n_candidate_outputs",
@@ -235,4 +243,88 @@ def mc_planted_variant_risk(
         seed,
         lambda b, g: sample_sequences(task, b, generator=g, ood=ood, plant_prob=rho),
         lambda batch: planted_variant_losses(task, batch, ood=ood),
+    )
+
+
+# ------------------------------------------------------------------ a predictor without the rule
+def _bag_sizes(task: RecallTask) -> tuple[int, int, int]:
+    """``(n_ctx, n_fill, V_fill)``: counted context tokens, filler positions, filler support."""
+    extra = 2 if task.noisy else 0
+    n_ctx = task.seq_len - 2 - extra  # z_1..z_{H-1} minus the q of each pair and the τ
+    n_fill = task.seq_len - 3 - extra  # z_H and the planted pair(s) are not filler
+    return n_ctx, n_fill, len(task.filler)
+
+
+def bag_of_context_log_probs(task: RecallTask, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``[B, N]`` of the *bag-of-context* predictor (the book's, [D]).
+
+    It knows ``α`` and ``τ`` but not the recall rule: it puts ``α`` on ``τ`` and spreads
+    ``1-α`` over the tokens of ``z_1 … z_{H-1}`` in proportion to how often each occurs,
+    triggers and ``τ`` excluded. The clean output ``y`` occurs once in its pair and
+    ``Binomial(n_fill, 1/V_fill)`` more times as filler, so its risk depends on ``H`` and
+    ``N`` (:func:`bag_of_context_risk`). Tokens absent from the context get ``-inf``.
+    """
+    task = _check_task(task)
+    task.check_tokens(tokens)
+    B, N = tokens.shape[0], task.vocab_size
+    counts = torch.zeros(B, N, dtype=torch.float64)
+    counts.scatter_add_(1, tokens[:, :-1], torch.ones(tokens[:, :-1].shape, dtype=torch.float64))
+    counts[:, : task.n_triggers] = 0.0
+    counts[:, task.noise_token] = 0.0
+    total = counts.sum(1, keepdim=True)
+    with torch.no_grad():
+        logp = torch.log(counts / total) + math.log1p(-task.alpha)
+    if task.alpha > 0:
+        logp[:, task.noise_token] = math.log(task.alpha)
+    return logp
+
+
+def bag_of_context_risk(task: RecallTask) -> float:
+    """Exact risk of :func:`bag_of_context_log_probs`:
+    ``H_b(α) + (1-α)(log n_ctx - E log(1 + K))``, ``K ~ Binomial(n_fill, 1/V_fill)``.
+
+    ``n_ctx = H - 2`` (noiseless) or ``H - 4`` (noisy) counted context tokens,
+    ``n_fill = n_ctx - 1`` filler positions, ``V_fill = N - 1 - |Q|`` filler tokens. Unlike
+    the Bayes risk it depends on ``N``, ``H`` and ``|Q|`` (not on ``|O|`` nor on the split).
+    """
+    from scipy import stats
+
+    from .bayes import bayes_risk
+
+    task = _check_task(task)
+    n_ctx, n_fill, v_fill = _bag_sizes(task)
+    k = torch.arange(n_fill + 1, dtype=torch.float64).numpy()
+    pmf = stats.binom.pmf(k, n_fill, 1.0 / v_fill)
+    e_log = float((pmf * torch.log1p(torch.as_tensor(k)).numpy()).sum())
+    return bayes_risk(task.alpha) + (1.0 - task.alpha) * (math.log(n_ctx) - e_log)
+
+
+def mc_bag_of_context_risk(
+    task: RecallTask,
+    n: int,
+    *,
+    seed: int,
+    ood: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+) -> tuple[float, float]:
+    """Monte-Carlo risk ``(mean, standard error)`` of the bag-of-context predictor.
+
+    Theory: :func:`bag_of_context_risk`, for both splits.
+    """
+    task = _check_task(task)
+    n = _check_int("n", n, 2)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seed = _check_seed(seed)
+    ood = _check_ood(ood)
+
+    def losses_of(batch: RecallBatch) -> torch.Tensor:
+        logp = bag_of_context_log_probs(task, batch.tokens)
+        return -logp.gather(1, batch.targets[:, None]).squeeze(1)
+
+    return _run(
+        n,
+        batch_size,
+        seed,
+        lambda b, g: sample_sequences(task, b, generator=g, ood=ood),
+        losses_of,
     )

@@ -6,7 +6,10 @@ norm (the step is skipped for a tensor whose gradient is 0),
 
     θ ← θ - η ∇_θ L / ‖∇_θ L‖_F.
 
-``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison.
+``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison;
+``normalized="per_coordinate"`` divides every coordinate by its own absolute value
+(``θ ← θ - η sign(∇_θ L)``, each scalar its own "tensor"), the other natural reading of
+"normalised per parameter" (chapter 4 compares the two).
 Two data modes: *population* (a fresh batch at every step) and *finite sample* (a fixed
 data set of ``m`` sequences, visited in shuffled mini-batches, epoch after epoch).
 """
@@ -45,15 +48,19 @@ __all__ = ["History", "normalized_step", "train"]
 
 @torch.no_grad()
 def normalized_step(
-    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool = True
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    lr: float,
+    normalized: bool | str = True,
 ) -> None:
-    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``).
+    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``;
+    ``θ - η sign(g)`` when ``normalized="per_coordinate"``).
 
     The arguments are checked here; the training loop calls the unchecked
     :func:`_apply_update` on gradients it made itself.
     """
     lr = check_real("lr", lr, low=0.0, low_open=True)
-    check_bool("normalized", normalized)
+    _check_normalized(normalized)
     if len(params) != len(grads):
         raise ValueError(
             f"grads must hold one gradient per parameter: {len(params)} params, got "
@@ -70,11 +77,14 @@ def normalized_step(
 
 @torch.no_grad()
 def _apply_update(
-    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool
+    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool | str
 ) -> None:
     """The update of :func:`normalized_step`, unchecked. The norms of all tensors are read
     back in one transfer (one synchronisation on a GPU)."""
-    if normalized:
+    if normalized == "per_coordinate":
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(torch.sign(g), alpha=lr)
+    elif normalized:
         norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
         for p, g, n in zip(params, grads, norms, strict=True):
             if n > 0:
@@ -97,7 +107,7 @@ class History:
     """
 
     lr: float
-    normalized: bool
+    normalized: bool | str
     bayes_risk: float
     train_loss: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
@@ -153,7 +163,7 @@ def train(
     lr: float,
     *,
     batch_size: int = 512,
-    normalized: bool = True,
+    normalized: bool | str = True,
     seed: int = 0,
     eval_every: int | None = None,
     eval_size: int = 1024,
@@ -173,7 +183,9 @@ def train(
     batch_size
         Sequences per step (the paper: 512).
     normalized
-        Normalise each gradient tensor by its Frobenius norm (the paper's optimiser).
+        ``True``: normalise each gradient tensor by its Frobenius norm (the paper's
+        optimiser); ``"per_coordinate"``: each coordinate by its absolute value (sign
+        descent); ``False``: plain gradient descent.
     seed
         Seeds the training stream, the mini-batch order and the evaluation sets.
     eval_every
@@ -287,7 +299,7 @@ def _train_step(
     tokens: torch.Tensor,
     targets: torch.Tensor,
     lr: float,
-    normalized: bool,
+    normalized: bool | str,
 ) -> torch.Tensor:
     """One step of :func:`train` on a batch; returns the batch's loss (detached).
 
@@ -301,6 +313,15 @@ def _train_step(
     return loss.detach()
 
 
+def _check_normalized(normalized: object) -> bool | str:
+    """``True``, ``False`` or ``"per_coordinate"``."""
+    if isinstance(normalized, bool) or normalized == "per_coordinate":
+        return normalized
+    raise ValueError(
+        f"normalized must be True, False or 'per_coordinate', got {normalized!r}"
+    )
+
+
 def _check_train_arguments(
     model: OneLayerTransformer,
     task: RecallTask,
@@ -308,7 +329,7 @@ def _check_train_arguments(
     lr: float,
     *,
     batch_size: int,
-    normalized: bool,
+    normalized: bool | str,
     seed: int,
     eval_every: int | None,
     eval_size: int,
@@ -331,7 +352,7 @@ def _check_train_arguments(
     except ValueError as exc:  # the message the book's tests know
         raise type(exc)(f"lr must be a positive number, got {lr!r}") from None
     batch_size = _positive_int("batch_size", batch_size)
-    check_bool("normalized", normalized)
+    _check_normalized(normalized)
     check_seed("seed", seed)
     if eval_every is not None:
         _positive_int("eval_every", eval_every)
