@@ -456,7 +456,7 @@ def role_split_sweep(
     (1.0 where ``ξ_{F,τ} > max_{j≠τ} ξ_{F,j}``, the clean split of the feed-forward path),
     ``excess`` and ``ood_excess`` (final, over ``H_b(α)``), ``alpha_hat`` and ``kl``
     (:func:`train_on_sample`); ``alpha``; and ``history``, an object array of the runs'
-    :class:`icl.train.History` (evaluated every ``eval_every`` steps; default: at the end).
+    :class:`icl.training.History` (evaluated every ``eval_every`` steps; default: at the end).
     """
     a_arr = np.asarray(alphas, dtype=np.float64)
     if a_arr.ndim != 1 or len(a_arr) == 0:
