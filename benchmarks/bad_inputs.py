@@ -534,8 +534,8 @@ from icl.viz import explorer as vize
 from icl.viz import style
 from icl.viz import task as vizt
 from icl.viz import training as vizr
-from icl.symbolic.bayes import bayes as symb
-from icl.symbolic.bayes import construction as symc
+from icl.symbolic import bayes as symb
+from icl.symbolic import construction as symc
 
 nan, inf = float("nan"), float("inf")
 T = icl.RecallTask(vocab_size=20, seq_len=16)

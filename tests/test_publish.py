@@ -129,3 +129,20 @@ def test_api_reference_lists_every_module():
         modules.add(".".join(parts))
     missing = sorted(modules - listed)
     assert not missing, f"add these modules to book/api.md: {missing}"
+
+
+def test_a_plain_install_carries_every_subpackage():
+    """Colab installs the package from a tag, not editable: setuptools must find every
+    folder of ``icl`` (``icl.viz``, ``icl.symbolic``, ``icl.lsa``, ...)."""
+    import setuptools
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = set(setuptools.find_packages(where=str(ROOT), include=include))
+    folders = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "icl").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert folders <= found, f"not packaged: {sorted(folders - found)}"
+    assert all(f.startswith("icl") for f in found)

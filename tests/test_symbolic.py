@@ -11,7 +11,7 @@ import sympy as sp
 
 import icl
 from icl.montecarlo import agrees, mc_planted_variant_risk, n_candidate_outputs
-from icl.symbolic.bayes import bayes as S
+from icl.symbolic import bayes as S
 
 A = S.ALPHA
 
