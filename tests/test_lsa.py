@@ -157,6 +157,23 @@ def test_gamma_and_the_gd_step():
     assert torch.allclose(full.gamma()[0], expected)
 
 
+def test_decomposition_and_relaxation_layout():
+    p = lsa.RegressionTask(3, 6, sigma2=0.5).sample(32, seed=3, dtype=torch.float64)
+    m = lsa.LinearSelfAttention(3, "full", models=2, init_std=0.5, seed=5, dtype=torch.float64)
+    parts = m.decompose(p)
+    with torch.no_grad():
+        assert torch.allclose(sum(parts.values()), m(p), atol=1e-12)
+    gamma = np.arange(9.0).reshape(3, 3)
+    coef = lsa.relaxation_coefficients(gamma)
+    features = lsa.fit_relaxation(lsa.RegressionTask(3, 6).sample(50, seed=0)).features
+    pred = features(p) @ torch.as_tensor(coef)
+    assert torch.allclose(pred, lsa.gd_step_prediction(p, gamma), atol=1e-12)
+    fit = lsa.LeastSquares(coef=coef, se=np.ones_like(coef), train_loss=0.0, features=features)
+    assert np.allclose(lsa.relaxation_gamma(fit, 3), gamma)
+    with pytest.raises(ValueError, match="square"):
+        lsa.relaxation_coefficients(np.ones((2, 3)))
+
+
 def test_initialisation():
     m = lsa.LinearSelfAttention(4, models=3, seed=0)
     assert torch.all(m.W_pv[:, -1, -1] == 1.0)

@@ -24,6 +24,7 @@ from .training import (
     fit_gd_step,
     fit_reduced,
     fit_relaxation,
+    relaxation_coefficients,
     relaxation_gamma,
     train_lsa,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "fit_reduced",
     "fit_relaxation",
     "gd_step_prediction",
+    "relaxation_coefficients",
     "relaxation_gamma",
     "spectrum_covariance",
     "train_lsa",

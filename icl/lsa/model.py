@@ -206,6 +206,25 @@ class LinearSelfAttention(nn.Module):
         p = _lead(check_prompts("prompts", prompts), self.models)
         return _reduced_forward(self.b.to(p.X.dtype), self.A.to(p.X.dtype), p, mask)
 
+    @torch.no_grad()
+    def decompose(self, prompts: Prompts) -> dict[str, torch.Tensor]:
+        """The three terms of the masked ``ŷ`` (each ``[K, B]``, float64):
+
+        ``"gd"``: ``v^T Γ x_q``; ``"even_x"``: ``(1/n) Σ_i (b_x^T x_i)(x_i^T A_x x_q)``;
+        ``"even_y"``: ``b_y ((1/n) Σ_i y_i²) a_y^T x_q``. Their sum is :meth:`forward`.
+        """
+        p = _lead(check_prompts("prompts", prompts), self.models).to(torch.float64)
+        b, A = self.b.double(), self.A.double()
+        Ax_q = torch.einsum("mjk,mbk->mbj", A[:, :-1, :], p.x_q.expand(self.models, -1, -1))
+        bx_x = torch.einsum("mj,mbij->mbi", b[:, :-1], p.X.expand(self.models, -1, -1, -1))
+        x_Ax = torch.einsum("mbij,mbj->mbi", p.X.expand(self.models, -1, -1, -1), Ax_q)
+        ay_xq = torch.einsum("mj,mbj->mb", A[:, -1, :], p.x_q.expand(self.models, -1, -1))
+        return {
+            "gd": gd_step_prediction(p, self.gamma()),
+            "even_x": (bx_x * x_Ax).mean(-1),
+            "even_y": b[:, -1, None] * (p.y**2).mean(-1) * ay_xq,
+        }
+
     def dense_forward(self, prompts: Prompts, *, mask: bool = True) -> torch.Tensor:
         """Reference: ``f(Z) = Z + (1/n) W^{PV} Z M (Z^T W^{KQ} Z)`` with full matrix
         products, read at ``(d+1, n+1)``; ``[K, B]``. Slow; for checks."""

@@ -26,6 +26,7 @@ import torch
 from ..validate import (
     check_bool,
     check_budget,
+    check_finite_array,
     check_int,
     check_real,
     check_seed,
@@ -42,6 +43,7 @@ __all__ = [
     "fit_gd_step",
     "fit_reduced",
     "fit_relaxation",
+    "relaxation_coefficients",
     "relaxation_gamma",
     "train_lsa",
 ]
@@ -375,3 +377,18 @@ def relaxation_gamma(fit: LeastSquares, d: int) -> np.ndarray:
     coef = fit.coef.reshape(len(rows), d)
     index = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(rows, cols, strict=True))}
     return np.stack([coef[index[(j, d)]] for j in range(d)])
+
+
+def relaxation_coefficients(gamma: Any) -> np.ndarray:
+    """The coefficients of the linear relaxation (layout of :func:`fit_relaxation`) that
+    make it exactly the GD step ``Γ``: ``Γ_{jk}`` on ``G_{j,d+1} x_{q,k}``, zero elsewhere."""
+    g = check_finite_array("gamma", gamma)
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"gamma must be a square matrix, got shape {g.shape}")
+    d = g.shape[0]
+    rows, cols = torch.triu_indices(d + 1, d + 1)
+    coef = np.zeros((len(rows), d))
+    for i, (a, b) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+        if b == d and a < d:
+            coef[i] = g[a]
+    return coef.ravel()
