@@ -89,9 +89,9 @@ def test_task_helpers():
         (dict(d=0, n=3), "d must be >= 1"),
         (dict(d=True, n=3), "d must be an integer"),
         (dict(d=2, n="3"), "n must be an integer"),
-        (dict(d=2, n=3, sigma2=-1.0), "sigma2 must be >= 0"),
+        (dict(d=2, n=3, sigma2=-1.0), "sigma2 must be non-negative"),
         (dict(d=2, n=3, sigma2=float("nan")), "sigma2 must be a number"),
-        (dict(d=2, n=3, tau2=0.0), "tau2 must be > 0"),
+        (dict(d=2, n=3, tau2=0.0), "tau2 must be positive"),
         (dict(d=2, n=3, covariates="cauchy"), "covariates must be one of"),
         (dict(d=2, n=3, target="sine"), "target must be one of"),
         (dict(d=2, n=3, cov=np.eye(3)), r"cov must have shape \(2, 2\)"),
@@ -190,7 +190,7 @@ def test_model_rejects_bad_inputs():
         lsa.LinearSelfAttention(3, "half")
     with pytest.raises(ValueError, match="models must be >= 1"):
         lsa.LinearSelfAttention(3, models=0)
-    with pytest.raises(ValueError, match="init_std must be >= 0"):
+    with pytest.raises(ValueError, match="init_std must be non-negative"):
         lsa.LinearSelfAttention(3, init_std=-0.1)
     with pytest.raises(TypeError, match="dtype"):
         lsa.LinearSelfAttention(3, dtype=torch.int32)
@@ -294,7 +294,7 @@ def test_monte_carlo_agrees_with_the_closed_forms():
 def test_theory_rejects_bad_inputs():
     with pytest.raises(ValueError, match="n must be >= 1"):
         theory.eta_star(0, 3)
-    with pytest.raises(ValueError, match="sigma2 must be >= 0"):
+    with pytest.raises(ValueError, match="sigma2 must be non-negative"):
         theory.loss_star(5, 3, -1.0)
     with pytest.raises(ValueError, match="kappa must be >= 1"):
         theory.kurtosis_eta_star(5, 3, 0.5)
@@ -302,7 +302,7 @@ def test_theory_rejects_bad_inputs():
         theory.gamma_star(lsa.RegressionTask(3, 4, target="relu", cov=SIGMA))
     with pytest.raises(ValueError, match="cov = I"):
         theory.gamma_star(lsa.RegressionTask(3, 4, covariates="uniform", cov=SIGMA))
-    with pytest.raises(ValueError, match="sigma2 must be > 0"):
+    with pytest.raises(ValueError, match="sigma2 must be positive"):
         theory.bayes_risk_mc(lsa.RegressionTask(3, 4))
     with pytest.raises(ValueError, match="gamma must have shape"):
         theory.gd_loss(lsa.RegressionTask(3, 4), np.eye(2))
@@ -374,7 +374,7 @@ def test_training_rejects_bad_inputs():
         lsa.train_lsa([], 1)
     with pytest.raises(TypeError, match="RegressionTask"):
         lsa.train_lsa(["task"], 1)
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         lsa.train_lsa(task, 1, lr=0.0)
     with pytest.raises(ValueError, match=r"milestones\[0\] must be"):
         lsa.train_lsa(task, 1, milestones=(0.5,))
