@@ -302,7 +302,7 @@ def test_theory_rejects_bad_inputs():
         theory.gamma_star(lsa.RegressionTask(3, 4, target="relu", cov=SIGMA))
     with pytest.raises(ValueError, match="cov = I"):
         theory.gamma_star(lsa.RegressionTask(3, 4, covariates="uniform", cov=SIGMA))
-    with pytest.raises(ValueError, match="sigma2 must be positive"):
+    with pytest.raises(ValueError, match="sigma2 must be > 0"):
         theory.bayes_risk_mc(lsa.RegressionTask(3, 4))
     with pytest.raises(ValueError, match="gamma must have shape"):
         theory.gd_loss(lsa.RegressionTask(3, 4), np.eye(2))
@@ -378,7 +378,7 @@ def test_training_rejects_bad_inputs():
         lsa.train_lsa(task, 1, lr=0.0)
     with pytest.raises(ValueError, match=r"milestones\[0\] must be"):
         lsa.train_lsa(task, 1, milestones=(0.5,))
-    with pytest.raises(ValueError, match=r"milestones\[0\]\[0\] must be <= 1"):
+    with pytest.raises(ValueError, match=r"milestones\[0\]\[0\] must lie in \[0, 1\]"):
         lsa.train_lsa(task, 1, milestones=((1.5, 0.1),))
     m = lsa.LinearSelfAttention(2, models=3)
     with pytest.raises(ValueError, match="not a multiple"):
