@@ -35,6 +35,7 @@ from .architecture import (
 from .constants import resolve_gamma
 from .construction import Construction, construct, construction_matrices
 from .task import RecallTask, check_task
+from .validate import check_bool
 
 __all__ = ["OneLayerTransformer", "construct_model"]
 
@@ -59,6 +60,11 @@ class OneLayerTransformer(nn.Module):
         ``d ≥ 2N`` (default 128).
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
+    scaled : bool, optional
+        ``reparam`` family with softmax attention only: ``False`` keeps ``V = I``, the
+        model of the paper's experiments [E], which stalls above the Bayes risk;
+        ``True`` (the default for softmax) is the book's scaled construction ``V = ΛI``
+        [D] (the model page §4). Ignored by the other families and activations.
 
     All trainable parameters start at zero.
     """
@@ -73,6 +79,7 @@ class OneLayerTransformer(nn.Module):
         *,
         gamma: float | None = None,
         alpha_hat: float | None = None,
+        scaled: bool | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
@@ -82,6 +89,7 @@ class OneLayerTransformer(nn.Module):
         self.kappa = check_kappa(kappa)
         self.d_model = check_d_model(task, d_model)
         self.gamma = resolve_gamma(task.alpha, gamma, alpha_hat)
+        self.scaled = None if scaled is None else check_bool("scaled", scaled)
         d = self.d_model
         if family == "origin":
             self.F = nn.Parameter(torch.zeros(d, d, dtype=dtype))
@@ -109,6 +117,7 @@ class OneLayerTransformer(nn.Module):
                 kappa=self.kappa,
                 gamma=self.gamma,
                 d_model=self.d_model,
+                scaled=self.scaled,
             )
         dtype, d = self.W.dtype, self.d_model
         _, _, F = construction_matrices(

@@ -48,6 +48,10 @@ LAYERS: dict[str, int] = {
     "icl.viz.training": 9,
     "icl.viz.generalization": 9,
     "icl.viz.explorer": 9,
+    "icl.experiments": 9,
+    "icl.viz.reproduction": 9,
+    "icl.reproduce": 10,
+    "icl.__main__": 11,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
