@@ -188,8 +188,9 @@ def fit_window(
     """The steps over which the excess ``L - H_b`` lies in ``[low, high]``.
 
     Above ``high`` the excess ``log(1 + C e^{-Λ})`` is not yet exponential in ``Λ``;
-    below ``low`` float32 rounding of the logits dominates. ``None`` if fewer than three
-    evaluations fall inside.
+    below ``low`` the float32 gradient of a ``reparam`` model rounds to zero
+    (``1 + C e^{-Λ}`` is 1 in float32 near ``Λ ≈ 20``) and ``Λ`` stops. ``None`` if
+    fewer than three evaluations fall inside.
     """
     high = check_real("high", high, low=0.0, low_open=True)
     low = check_real("low", low, low=0.0, low_open=True)
