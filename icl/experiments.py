@@ -43,6 +43,7 @@ __all__ = [
     "RunRecord",
     "build_model",
     "fit_window",
+    "fitted_rate",
     "run",
 ]
 
@@ -185,28 +186,40 @@ def build_model(config: RunConfig, task: RecallTask, alpha_hat: float | None = N
 def fit_window(
     steps, losses, bayes: float, *, high: float = 0.02, low: float = 1e-7
 ) -> tuple[float, float] | None:
-    """The steps over which the excess ``L - H_b`` lies in ``[low, high]``.
+    """The steps over which the excess ``L - H_b`` decays geometrically inside ``[low, high]``.
 
     Above ``high`` the excess ``log(1 + C e^{-Λ})`` is not yet exponential in ``Λ``;
     below ``low`` the float32 gradient of a ``reparam`` model rounds to zero
-    (``1 + C e^{-Λ}`` is 1 in float32 near ``Λ ≈ 20``) and ``Λ`` stops. ``None`` if
-    fewer than three evaluations fall inside.
+    (``1 + C e^{-Λ}`` is 1 in float32 near ``Λ ≈ 20``) and ``Λ`` stops. The window is the
+    first stretch of evaluations inside the band along which the excess keeps
+    decreasing: a plateau (``Λ`` stopped, the loss constant) ends it. ``None`` if fewer
+    than three evaluations qualify.
     """
     high = check_real("high", high, low=0.0, low_open=True)
     low = check_real("low", low, low=0.0, low_open=True)
     t = np.asarray(steps, dtype=np.float64)
     ex = np.asarray(losses, dtype=np.float64) - bayes
-    inside = (ex <= high) & (ex >= low)
-    if inside.sum() < 3:
+    inside = np.flatnonzero((ex <= high) & (ex >= low))
+    if inside.size < 3:
         return None
-    # the first contiguous stretch inside the band: a later return into it (a plateau
-    # that rounding holds at the edge) is not part of the geometric decay
-    idx = np.flatnonzero(inside)
-    breaks = np.flatnonzero(np.diff(idx) > 1)
-    last = idx[breaks[0]] if breaks.size else idx[-1]
-    if np.sum((t >= t[idx[0]]) & (t <= t[last])) < 3:
+    first = last = inside[0]
+    while last + 1 < ex.size and low <= ex[last + 1] < ex[last]:
+        last += 1
+    if last - first + 1 < 3:
         return None
-    return float(t[idx[0]]), float(t[last])
+    return float(t[first]), float(t[last])
+
+
+def fitted_rate(
+    curves: dict[str, list[float]], bayes: float
+) -> tuple[float | None, float | None, tuple[float, float] | None]:
+    """``(slope, stderr, window)`` of ``log(L - H_b)`` against the step over
+    :func:`fit_window` (``None`` where no window qualifies)."""
+    window = fit_window(curves["step"], curves["loss"], bayes)
+    if window is None:
+        return None, None, None
+    fit = fit_rate(curves["step"], curves["loss"], bayes, window=window, min_excess=1e-12)
+    return fit.slope, fit.stderr, window
 
 
 def _theory(config: RunConfig, task: RecallTask, lam_final: float | None, alpha_hat):
@@ -294,12 +307,7 @@ def run(config: RunConfig, *, progress: bool | None = None, device: str = "cpu")
         curves[f"{name}_ood"] = [float(v) for v in hist.ood[name]]
     hb = bayes_risk(task.alpha)
     final: dict[str, float | None] = {k: v[-1] for k, v in curves.items() if k != "step"}
-    window = fit_window(curves["step"], curves["loss"], hb)
-    if window is None:
-        final["rate"] = final["rate_stderr"] = None
-    else:
-        fit = fit_rate(curves["step"], curves["loss"], hb, window=window, min_excess=1e-12)
-        final["rate"], final["rate_stderr"] = fit.slope, fit.stderr
+    final["rate"], final["rate_stderr"], window = fitted_rate(curves, hb)
     lam_final = None
     if config.spec.family == "reparam":
         key = "Lambda" if task.noisy else None

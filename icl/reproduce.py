@@ -250,6 +250,8 @@ class Reproduction:
 def _row(config: RunConfig, record: RunRecord, figures: list[str]) -> dict[str, Any]:
     s = config.spec
     f, t = record.final, record.theory
+    # the rate is refitted from the stored curve, so a cached run follows the current fit
+    rate, rate_stderr, _ = experiments.fitted_rate(record.curves, t["bayes_risk"])
     row = {
         "key": run_key(config),
         "figures": figures,
@@ -275,8 +277,8 @@ def _row(config: RunConfig, record: RunRecord, figures: list[str]) -> dict[str, 
         "p_tau": f["p_tau"],
         "p_y_ood": f["p_y_ood"],
         "p_tau_ood": f["p_tau_ood"],
-        "rate": f.get("rate"),
-        "rate_stderr": f.get("rate_stderr"),
+        "rate": rate,
+        "rate_stderr": rate_stderr,
         "theory_rate": t.get("rate"),
         "bayes_risk": t["bayes_risk"],
         "theory_loss": t.get("loss"),
@@ -682,31 +684,38 @@ def claims_ledger(rep: Reproduction) -> list[Claim]:
         f"(max ID excess {max(id_ex):.3g})", m - mi))
     # 5. role separation (v1, Figures 10–12): attention recalls y, feed-forward carries τ
     rs = pick("origin-linear", figure="10-12")
-    att = [r_att for r_att in _margins(rep, "origin-linear", "xiA_y", "xiA_other")]
-    ff = [r_ff for r_ff in _margins(rep, "origin-linear", "xiF_tau", "xiF_other")]
+    att = _margins(rep, "origin-linear", "xiA_y", "xiA_other")
+    ff = _margins(rep, "origin-linear", "xiF_tau", "xiF_other")
     ma, sa, na = summary(att)
     mf, sf, nf = summary(ff)
+    # a margin counts as clear when it is at least 10 % of the target logit
+    clear_att = [m_ > 0.1 * abs(r.final["xiA_y"]) for m_, r in zip(
+        att, _finite_records(rep, "origin-linear"), strict=True)]
+    clear_ff = [m_ > 0.1 * abs(r.final["xiF_tau"]) for m_, r in zip(
+        ff, _finite_records(rep, "origin-linear"), strict=True)]
     both = min(att) > 0 and min(ff) > 0
-    one = min(att) > 0 or min(ff) > 0
+    clear = all(clear_att) and all(clear_ff)
     out.append(Claim(
         "v1 roles", "after training, attention does the recall (ξ_A peaks at y) and the "
         "feed-forward path the noise (ξ_F peaks at τ)", "10–12",
         f"ξ_A margin {_fmt(ma, sa, na)}; ξ_F margin {_fmt(mf, sf, nf)}",
         "both margins > 0",
-        "holds" if both else ("holds with a caveat" if one else "does not hold here"),
-        f"origin-linear, finite sample, {len(rs)} run(s): margin = target logit − largest other",
+        ("holds" if clear else "holds with a caveat") if both else "does not hold here",
+        f"origin-linear, finite sample, {len(rs)} run(s): margin = target logit − largest "
+        "other; holds if every margin > 0 and ≥ 10 % of the target logit, caveat if "
+        "positive but smaller",
         min(ma, mf)))
     for c in out:
         assert c.verdict in VERDICTS
     return out
 
 
+def _finite_records(rep: Reproduction, model: str) -> list[RunRecord]:
+    return [r for c, r in rep.records.items() if c.model == model and c.mode == "finite"]
+
+
 def _margins(rep: Reproduction, model: str, top: str, other: str) -> list[float]:
-    return [
-        r.final[top] - r.final[other]
-        for c, r in rep.records.items()
-        if c.model == model and c.mode == "finite"
-    ]
+    return [r.final[top] - r.final[other] for r in _finite_records(rep, model)]
 
 
 # ------------------------------------------------------------------ command line
