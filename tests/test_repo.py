@@ -32,6 +32,7 @@ CHAPTERS = [
     "03_optimal_transformer",
     "04_training",
     "05_generalization",
+    "06_reproduction",
 ]
 SYNC_HINT = "run `.venv/bin/python tools/sync_setup_cell.py` to fix"
 
