@@ -824,7 +824,7 @@ def final_table(rep: Reproduction, figure: str, alpha: float) -> str:
         lines.append(
             f"| {PAPER_MODELS[model].label} | [{rs[0]['source']}] | {len(rs)} | "
             + " | ".join(_cell([r[k] for r in rs]) for k in ("loss", "loss_ood", "p_y", "p_tau"))
-            + f" | {rs[0]['bayes_risk']:.4f} | {_cell([r['theory_limit'] for r in rs], 4)} |"
+            + f" | {rs[0]['bayes_risk'] + 0.0:.4f} | {_cell([r['theory_limit'] for r in rs], 4)} |"
         )
     return "\n".join(lines)
 
@@ -833,7 +833,10 @@ def ledger_markdown(claims: Sequence[Claim]) -> str:
     """The claims ledger as a Markdown table."""
     lines = ["| claim | statement [P] | figure | measured | theory | verdict |",
              "|---|---|---|---|---|---|"]
+    def esc(text: str) -> str:  # a "|" inside a cell (|Q|, |OOD − ID|) would end it
+        return text.replace("|", "\\|")
+
     for c in claims:
-        lines.append(f"| {c.claim} | {c.statement} | {c.figure} | {c.measured} | "
-                     f"{c.theory} | **{c.verdict}** |")
+        cells = (c.claim, c.statement, c.figure, c.measured, c.theory)
+        lines.append("| " + " | ".join(esc(x) for x in cells) + f" | **{c.verdict}** |")
     return "\n".join(lines)
