@@ -172,3 +172,24 @@ def test_fit_window_brackets_the_geometric_stretch():
     lo, hi = experiments.fit_window(steps, losses, 0.5)
     assert 0 < lo < hi
     assert experiments.fit_window(steps[:2], losses[:2], 0.5) is None
+
+
+def test_tables_are_markdown_with_escaped_bars(tmp_path):
+    rep = rp.reproduce("2", 2, tmp_path, sizes=TINY_SIZES, progress=False, draw=False)
+    table = rp.final_table(rep, "2", 0.5).splitlines()
+    assert len(table) == 2 + 3  # header, rule, one row per model
+    assert all(line.count("|") == 10 for line in table)
+    assert " ± " in table[2]  # two seeds: mean ± standard deviation
+    claim = rp.Claim("P3", "|OOD − ID| small", "1", "m", "−η/|Q|", "holds", "e", 0.0)
+    row = rp.ledger_markdown([claim]).splitlines()[-1]
+    assert row.replace("\\|", "").count("|") == 7
+    with pytest.raises(ValueError, match="figure must be one of"):
+        rp.final_table(rep, "7", 0.5)
+    assert rp.summary([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5), 2)
+    assert rp.summary([4.0]) == (4.0, 0.0, 1)
+
+
+def test_top_level_help(capsys):
+    assert icl_main(["--help"]) == 0
+    assert "reproduce" in capsys.readouterr().out
+    assert icl_main([]) == 2
