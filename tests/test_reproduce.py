@@ -193,3 +193,9 @@ def test_top_level_help(capsys):
     assert icl_main(["--help"]) == 0
     assert "reproduce" in capsys.readouterr().out
     assert icl_main([]) == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    assert run_cli("--device", "cuda", "--out", str(tmp_path), *TINY) == 2
+    assert "no CUDA device" in capsys.readouterr().err
