@@ -41,8 +41,8 @@ def test_cli_writes_figures_and_results_then_hits_the_cache(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["schema"] == rp.RESULTS_SCHEMA
     assert len(results["rows"]) == 24
-    # second call: nothing trained, the run files untouched, the figure redrawn
-    assert run_cli("--figure", "1", "--seeds", "2", "--out", str(out), *TINY) == 0
+    # second call: nothing trained, the run files untouched
+    assert run_cli("--figure", "1", "--seeds", "2", "--out", str(out), "--no-draw", *TINY) == 0
     err = capsys.readouterr().err
     assert "24 cached, 0 to train" in err
     assert "0 run(s) trained" in err
@@ -98,12 +98,17 @@ def test_bad_options_fail_clearly(capsys):
     assert "unknown command 'nonsense'" in capsys.readouterr().err
 
 
-def test_module_entry_point_help_and_error_exit_codes():
+def test_help_in_process(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_cli("--help")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--figure" in out and "--seeds" in out and "H = 256" in out
+
+
+def test_module_entry_point_exit_code():
+    """One real ``python -m icl`` process: a bad option exits 2 with argparse's reason."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ok = subprocess.run([sys.executable, "-m", "icl", "reproduce", "--help"],
-                        capture_output=True, text=True, env=env, cwd=ROOT)
-    assert ok.returncode == 0
-    assert "--figure" in ok.stdout and "--seeds" in ok.stdout and "H = 256" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "icl", "reproduce", "--device", "tpu"],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     assert bad.returncode == 2 and "invalid choice: 'tpu'" in bad.stderr
