@@ -61,10 +61,11 @@ class OneLayerTransformer(nn.Module):
     gamma, alpha_hat : float, optional
         ``γ`` of the noisy construction (default ``log(α/(1-α))``), or a plug-in ``α̂``.
     scaled : bool, optional
-        ``reparam`` family with softmax attention only: ``False`` keeps ``V = I``, the
-        model of the paper's experiments [E], which stalls above the Bayes risk;
-        ``True`` (the default for softmax) is the book's scaled construction ``V = ΛI``
-        [D] (the model page §4). Ignored by the other families and activations.
+        ``reparam`` family only (ignored by the others): whether ``V`` (and ``F``) grow
+        with ``Λ``. For softmax attention, ``False`` keeps ``V = I``, the model of the
+        paper's experiments [E], which stalls above the Bayes risk, and ``True`` (the
+        default for softmax) is the book's scaled construction ``V = ΛI`` [D] (the
+        model page §4). The default for linear and ReLU attention is ``False``.
 
     All trainable parameters start at zero.
     """
