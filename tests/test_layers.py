@@ -58,6 +58,10 @@ LAYERS: dict[str, int] = {
     "icl.viz.performance": 9,
     "icl.viz.questions": 9,
     "icl.viz.standard_transformer": 9,
+    "icl.experiments": 9,
+    "icl.viz.reproduction": 9,
+    "icl.reproduce": 10,
+    "icl.__main__": 11,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}

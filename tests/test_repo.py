@@ -32,6 +32,7 @@ CHAPTERS = [
     "03_optimal_transformer",
     "04_training",
     "05_generalization",
+    "06_reproduction",
     "07_open_questions",
     "08_standard_transformer",
 ]
