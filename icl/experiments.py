@@ -32,7 +32,7 @@ from .model import OneLayerTransformer
 from .rates import fit_rate
 from .softmax_construction import softmax_unscaled_floor
 from .task import RecallTask
-from .train import train
+from .training import train
 from .validate import check_bool, check_choice, check_int, check_probability, check_real
 
 __all__ = [
@@ -258,8 +258,7 @@ def run(config: RunConfig, *, progress: bool | None = None, device: str = "cpu")
     (:func:`icl.train`); a finite-sample run draws its ``m`` sequences with seed
     ``10^6 (seed + 1) + m`` (:func:`icl.finite.run_finite_sample` uses the same rule).
     The reparameterised models of a finite-sample run use the plug-in ``γ̂`` of those
-    sequences (the model page §5.3). ``device`` is passed on to :func:`icl.train` when
-    it accepts one; otherwise only ``"cpu"`` is allowed.
+    sequences (the model page §5.3). ``device`` is passed on to :func:`icl.train`.
     """
     if not isinstance(config, RunConfig):
         raise ValueError(f"config must be an icl.experiments.RunConfig, got {config!r}")
@@ -277,12 +276,6 @@ def run(config: RunConfig, *, progress: bool | None = None, device: str = "cpu")
     steps = config.total_steps
     kwargs: dict[str, Any] = {}
     if device != "cpu":
-        import inspect
-
-        if "device" not in inspect.signature(train).parameters:
-            raise ValueError(
-                f"device={device!r}: this version of icl.train runs on the CPU only"
-            )
         model = model.to(device)
         kwargs["device"] = device
     hist = train(

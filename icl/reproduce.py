@@ -321,7 +321,7 @@ def reproduce(
     sizes
         :data:`PAPER` (default), another :class:`Sizes`, or one per figure group.
     device
-        ``"cpu"`` or ``"cuda"`` (passed on to :func:`icl.train` when it takes a device).
+        ``"cpu"`` or ``"cuda"`` (passed on to :func:`icl.train`).
     progress
         A bar per run and an overall bar with the time left (default: on, except under
         pytest and in test mode).
