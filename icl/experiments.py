@@ -141,7 +141,7 @@ class RunConfig:
 
     @property
     def total_steps(self) -> int:
-        """Gradient steps of the run (finite sample: ``epochs · ⌈m / B⌉``)."""
+        """The number of gradient steps of the run (finite sample, ``epochs · ⌈m / B⌉``)."""
         if self.mode == "population":
             return self.steps
         return self.epochs * math.ceil(self.n_train / min(self.batch_size, self.n_train))

@@ -192,7 +192,7 @@ class StepLogits(torch.autograd.Function):
 
     * ``∂L/∂V_{:N} = Gᵀ A`` and ``∂L/∂F_{:N} = κ Gᵀ A + Gᵀ x_H`` (the last term adds each
       row of ``G`` to the columns ``z_H`` and ``N + z_{H-1}``);
-    * ``∂L/∂A = G M``, then ``∂L/∂r`` by :func:`_attend_backward`, and ``∂L/∂W`` adds
+    * ``∂L/∂A = G M``, then ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂W`` adds
       ``∂L/∂r`` (as a row) to the rows ``z_H`` and ``N + z_{H-1}`` of ``W``.
 
     Rows of ``V, F`` beyond ``N`` and columns beyond ``2N`` get zero gradient, as in the

@@ -248,7 +248,7 @@ def test_sets(
 ) -> list[TestSet]:
     """The chapter's test sets, each of ``n`` sequences drawn with ``seed``:
 
-    ``in distribution``; ``unseen outputs`` (``y`` an OOD output, :meth:`RecallTask.sample`
+    ``in distribution``; ``unseen outputs`` (``y`` an OOD output, :meth:`icl.task.RecallTask.sample`
     with ``ood=True``); ``pair at start`` (``p = 1``) and ``pair at end`` (``p = H-2``);
     and ``H = h`` for each ``h`` in ``seq_lens``. The Bayes risk is ``H_b(α)`` for every
     one (the model page §2: it depends on none of these).

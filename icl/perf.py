@@ -243,7 +243,7 @@ def scaling(
     attention: str = "linear", family: str = "origin", number: int = 10, repeats: int = 3,
 ) -> np.ndarray:
     """Step times (seconds) as ``size`` (one of ``"H"``, ``"N"``, ``"B"``, ``"d"``) runs over
-    ``values``, the other sizes at ``base`` (default :data:`PAPER_SIZES`)."""
+    ``values``, the other sizes at ``base`` (default ``PAPER_SIZES``)."""
     check_choice("size", size, ("H", "N", "B", "d"))
     sizes = dict(PAPER_SIZES if base is None else base)
     out = []

@@ -154,7 +154,7 @@ class Sizes:
         return (self.noisy_alpha,)
 
 
-#: the paper's sizes: N = 60, d = 128, H = 256, B = 512, 2000 steps, m = 2048, 100 epochs
+#: the paper's sizes (N = 60, d = 128, H = 256, B = 512, 2000 steps, m = 2048, 100 epochs)
 PAPER = Sizes()
 
 

@@ -460,7 +460,7 @@ def sample_sequences(
         seed). A seed on a non-CPU device seeds a generator of that device.
 
     The whole batch is drawn with a few vectorised integer operations (the filler by
-    :func:`_uniform_tokens`, ``p'`` by :func:`_noise_starts`); the law is the one above.
+    ``_uniform_tokens``, ``p'`` by ``_noise_starts``); the law is the one above.
     """
     check_sampler_arguments(
         task, batch_size, seed=seed, generator=generator, ood=ood, alpha=alpha,

@@ -57,7 +57,7 @@ def normalized_step(
     ``θ - η sign(g)`` when ``normalized="per_coordinate"``).
 
     The arguments are checked here; the training loop calls the unchecked
-    :func:`_apply_update` on gradients it made itself.
+    ``_apply_update`` on gradients it made itself.
     """
     lr = check_real("lr", lr, low=0.0, low_open=True)
     _check_normalized(normalized)

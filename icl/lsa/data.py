@@ -51,7 +51,7 @@ __all__ = [
     "spectrum_covariance",
 ]
 
-#: covariate laws: name -> kurtosis of one coordinate
+#: the kurtosis of one coordinate, for each covariate law (by name)
 KURTOSIS: dict[str, float] = {"gaussian": 3.0, "uniform": 1.8, "laplace": 6.0}
 COVARIATES = tuple(KURTOSIS)
 TARGETS = ("linear", "relu")
