@@ -35,7 +35,7 @@ from .families import INIT_SCALES, LADDER, LadderTransformer
 from .model import OneLayerTransformer
 from .roles import copy_scores, evaluate
 from .task import RecallTask, check_task, make_generator
-from .training import History
+from .training import History, _record_params
 from .validate import check_bool, check_choice, check_int, check_real, check_seed
 
 __all__ = [
@@ -54,18 +54,6 @@ __all__ = [
 OPTIMIZERS = ("normalized", "plain", "coordinate", "adam")
 #: Adam's ``(β₁, β₂)`` (PyTorch's defaults)
 ADAM_BETAS = (0.9, 0.999)
-
-
-@torch.no_grad()
-def _record_params(model: OneLayerTransformer, into: dict[str, list[float]]) -> None:
-    for name, p in model.named_parameters():
-        if p.dim() == 0:
-            into.setdefault(name, []).append(float(p))
-        elif p.dim() == 1:
-            for k, v in enumerate(p.tolist()):
-                into.setdefault(f"{name}[{k}]", []).append(float(v))
-        else:
-            into.setdefault(f"|{name}|", []).append(float(torch.linalg.vector_norm(p)))
 
 
 def train_with(
