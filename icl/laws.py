@@ -437,3 +437,28 @@ def token_usage(task: RecallTask, batch: RecallBatch) -> TokenUsage:
         as_target=torch.bincount(batch.targets, minlength=N).numpy(),
         seqs_with_filler=present.sum(0).numpy(),
     )
+
+
+def filler_exposure(task: RecallTask) -> tuple[float, float]:
+    """How often one filler token (e.g. an OOD output) occurs in a training sequence.
+
+    A sequence has ``H - 3`` filler positions (``H - 5`` in the noisy task, which plants a
+    second pair), each holding a given filler token with probability ``1/(N-1-|Q|)``
+    independently, so the count is binomial. Returns ``(mean count, P(count = 0))``:
+    ``((H-3)/(N-1-|Q|), (1 - 1/(N-1-|Q|))^(H-3))`` for the noiseless task (chapter 1 §1.6).
+    """
+    task = check_task(task)
+    n_pos = task.seq_len - 3 - 2 * int(task.noisy)
+    k = len(task.filler)
+    return n_pos / k, (1 - 1 / k) ** n_pos
+
+
+def overlap_probability(seq_len: int) -> float:
+    """``P(|p' - p| ≤ 1)`` for two independent uniform pair starts among ``S = H - 2``.
+
+    The probability that an *unconstrained* noisy pair would overwrite the ``(q, y)`` pair
+    (chapter 1, exercises): ``(3S - 2)/S²``, since the two end starts of ``p`` have two
+    neighbours within range instead of three.
+    """
+    S = check_int("seq_len", seq_len, minimum=4) - 2
+    return (3 * S - 2) / S**2

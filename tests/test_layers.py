@@ -60,13 +60,15 @@ LAYERS: dict[str, int] = {
     "icl.viz.standard_transformer": 9,
     "icl.experiments": 9,
     "icl.viz.reproduction": 9,
+    "icl.checks": 9,
+    "icl.checks.task": 10,
     "icl.reproduce": 10,
     "icl.__main__": 11,
 }
 #: what a related-results subpackage may import from the rest of ``icl``
 SHARED = {"icl.validate", "icl.config", "icl.rates", "icl.viz.style"}
 #: folders that are subpackages of the recall task itself, not related results
-RECALL_SUBPACKAGES = {"viz", "symbolic"}
+RECALL_SUBPACKAGES = {"viz", "symbolic", "checks"}
 
 
 def module_name(path: Path) -> str:
