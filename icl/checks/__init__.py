@@ -164,8 +164,9 @@ def compare_tensors(
     hint: str = "",
     show_expected: bool = True,
 ) -> None:
-    """Raise :class:`Mismatch` unless ``got`` has the shape of ``expected`` and equals it (``atol``).
+    """Raise :class:`Mismatch` unless ``got`` has the shape of ``expected`` and equals it.
 
+    Entries may differ by ``atol``.
     The message names the first differing entry and the number of differing entries;
     ``show_expected=False`` keeps the reference's entry out of it.
     """
