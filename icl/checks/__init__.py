@@ -13,7 +13,9 @@ reference of the package on several random cases drawn from a fixed ``seed``, an
 With ``strict=True`` a failed check raises :class:`CheckFailed` (an ``AssertionError``)
 with the same message instead of returning ``False``: the autograder's test cells call the
 checks that way, so a wrong answer fails the test. Errors raised by the student's own code,
-answers of the wrong type or shape and NaNs are caught and explained, never propagated.
+answers of the wrong type or shape and NaNs are caught and explained, never propagated;
+the one exception is ``NotImplementedError``, the stub of the student edition, which is
+raised again (with a note) so that an exercise not yet done fails as "not implemented".
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ def call_answer(fn: Any, *args: Any, what: str, on: str) -> Any:
         )
     try:
         return fn(*args)
-    except NotImplementedError:
-        raise Mismatch(f"{what} still raises NotImplementedError: write its body first.") from None
+    except NotImplementedError:  # the stub of the student edition: the exercise is not done
+        raise NotImplementedError(
+            f"{what} still raises NotImplementedError: write its body, then run this cell again."
+        ) from None
     except Exception as e:  # the student's code: report, never propagate
         raise Mismatch(
             f"{what} raised {type(e).__name__}: {e} (on {on}). Run it on that input yourself "
