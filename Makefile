@@ -21,14 +21,15 @@ export OMP_NUM_THREADS ?= 1
 # whose ~/.local/share/jupyter holds a python3 kernel of another environment.
 export JUPYTER_PREFER_ENV_PATH = 1
 
-.PHONY: help venv book test lint student clean distclean book-system book-latest linkcheck release-check
+.PHONY: help venv book test lint student autograde clean distclean book-system book-latest linkcheck release-check
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
 	@echo "make test   ruff + pytest (unit tests, repo checks, notebooks in test mode)"
 	@echo "make venv   create $(VENV) ($(TORCH_SPEC) first, then -e .[book,test])"
 	@echo "make lint   ruff only;  make clean   remove build outputs"
-	@echo "make student  student edition of the chapters (solutions removed) in _build/student"
+	@echo "make student  student edition of the graded chapters (nbgrader) in _build/course/release"
+	@echo "make autograde SUBMISSIONS=DIR  autograde DIR/<student>/<chapter>.ipynb (nbgrader)"
 	@echo "make release-check  what a release needs (version, tags, stripped notebooks, both commands)"
 	@echo "make book-latest / book-system / linkcheck   the weekly checks of the workflows"
 
@@ -58,10 +59,17 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 
-# Course use: the chapters with every exercise's solution removed and its check cell
-# replaced by a stub (tools/make_student.py); notebooks/ stays the single source.
+# Course use (book/course_guide.md): nbgrader, with notebooks/ as the single source.
+# student: nbgrader generate_assignment for every chapter holding exercises, in the course
+# directory _build/course (student editions in _build/course/release/<chapter>/).
+# autograde: nbgrader autograde + export of SUBMISSIONS/<student>/<chapter>.ipynb
+# (scores in _build/course/grades.csv and gradebook.db). Local, no server, no container.
 student: venv
-	$(BIN)/python tools/make_student.py --out _build/student
+	$(BIN)/python tools/course.py release
+
+autograde: venv
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make autograde SUBMISSIONS=DIR" && exit 2)
+	$(BIN)/python tools/course.py autograde $(SUBMISSIONS)
 
 # The weekly workflow's checks, runnable here too.
 # book-system: the book with the packages of the Python that runs make (e.g. Colab's image):

@@ -1,0 +1,213 @@
+"""The course kit: exercises in nbgrader's format, released and autograded with nbgrader.
+
+* every exercise of a graded chapter has the format of CONTRIBUTING.md ("Adding an
+  exercise"): statement, written answer, answer cell ending in a self-check, locked test;
+* ``nbgrader generate_assignment`` (``tools/course.py release``) writes a student edition
+  that differs from the instructor's notebook only in the answer cells and hidden tests;
+* the student edition runs with "not implemented" errors only, in the exercise cells;
+* ``nbgrader autograde`` gives full marks to the reference answers and fails exactly the
+  tests of deliberately wrong answers.
+
+To stay fast, notebooks are executed trimmed to what the exercises need: the set-up and
+import cells (the first two code cells) and the exercise cells. Exercise code therefore
+depends on nothing else of its chapter (CONTRIBUTING.md says so).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytest.importorskip("nbgrader", reason="nbgrader (the `test` extra) is not installed")
+
+from nbclient import NotebookClient  # noqa: E402
+from nbgrader.api import Gradebook  # noqa: E402
+
+from tools import course  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+#: chapters still in the old format (exercise + dropdown solution + check cell), converted
+#: in the next phase: remove a chapter from here when it is converted (strict xfail).
+NOT_CONVERTED = {
+    "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
+    "06_reproduction", "07_open_questions", "08_standard_transformer",
+}
+#: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
+#: that replaces the ``### BEGIN SOLUTION … ### END SOLUTION`` region of its answer cell
+WRONG = {
+    # forgets that the noisy task has two fewer filler positions
+    "ex-task-ood-exposure": "    n = task.seq_len - 3\n"
+    "    return n / len(task.filler), (1 - 1 / len(task.filler)) ** n",
+    # forgets that the end starts have fewer neighbours
+    "ex-task-overlap": "p_lost = 3 / (H - 2)",
+    # the token after the first q (tau when the noise pair comes first)
+    "ex-task-recover": "    hit = tokens[:, :-2] == tokens[:, -1:]\n"
+    "    return tokens[:, 1:-1].gather(1, hit.int().argmax(1, keepdim=True)).squeeze(1)",
+}
+SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
+LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)
+
+
+def _nbg(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def exercises(nb) -> list[dict]:
+    """The exercises of a notebook: label, and the indices of their cells."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        m = LABEL.search(cell.source) if cell.cell_type == "markdown" else None
+        if m:
+            out.append({"label": m.group(1), "statement": i})
+        elif out and _nbg(cell).get("grade_id", "").startswith(out[-1]["label"] + "-"):
+            kind = _nbg(cell)["grade_id"][len(out[-1]["label"]) + 1 :]
+            out[-1][kind] = i
+    return out
+
+
+def trimmed(nb):
+    """The set-up and import cells (first two code cells) and every exercise cell."""
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"][:2]
+    keep = set(code)
+    for ex in exercises(nb):
+        keep.update(v for k, v in ex.items() if k != "label")
+    out = copy.deepcopy(nb)
+    out.cells = [c for i, c in enumerate(nb.cells) if i in keep]
+    return out
+
+
+def run(nb) -> list[tuple[int, str, str]]:
+    """Execute in test mode; the (index, grade_id, error name) of every failing cell."""
+    os.environ["ICL_TEST_MODE"] = "1"
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    return [(i, _nbg(c).get("grade_id", ""), o["ename"]) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
+def _marks(name: str) -> list:
+    marks = [pytest.mark.xfail(strict=True, reason="not converted yet")] if name in NOT_CONVERTED \
+        else []
+    return marks
+
+
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, marks=_marks(p.stem), id=p.stem) for p in CHAPTERS]
+)
+def test_exercise_format(path):
+    """At least three exercises, each in the course format, with a wrong answer in WRONG."""
+    nb = nbformat.read(path, as_version=4)
+    exs = exercises(nb)
+    assert len(exs) >= 3, f"{path.name}: {len(exs)} exercises, at least 3 required"
+    assert not any(
+        "{solution}" in c.source and not _nbg(c).get("solution") for c in nb.cells
+    ), "a {solution} block outside an nbgrader written-answer cell"
+    imports = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for ex in exs:
+        label = ex["label"]
+        assert {"answer", "test"} <= set(ex), f"{label}: needs an -answer and a -test cell"
+        assert ex["statement"] < ex.get("written", ex["answer"]) < ex["answer"] < ex["test"]
+        answer, test = nb.cells[ex["answer"]], nb.cells[ex["test"]]
+        a, t = _nbg(answer), _nbg(test)
+        assert a["solution"] and not a["grade"] and not a["locked"], f"{label}-answer"
+        assert t["grade"] and t["locked"] and not t["solution"] and t["points"] > 0, label
+        assert "remove-cell" in test.metadata.get("tags", []), f"{label}-test: remove-cell"
+        assert len(SOLUTION.findall(answer.source)) == 1, f"{label}: one solution region"
+        call = answer.source.strip().splitlines()[-1]
+        m = re.fullmatch(r"icl\.checks\.(\w+)\.(\w+)\((\w+)\)", call)
+        assert m, f"{label}: the answer cell must end with icl.checks.<module>.<check>(answer)"
+        assert f"import icl.checks.{m.group(1)}" in imports
+        assert f"icl.checks.{m.group(1)}.{m.group(2)}({m.group(3)}, strict=True)" in test.source
+        if "written" in ex:
+            w = _nbg(nb.cells[ex["written"]])
+            assert w["solution"] and w["grade"] and w["points"] > 0, f"{label}-written"
+            assert nb.cells[ex["written"]].source.startswith(f"```{{solution}} {label}\n")
+        assert label in WRONG, f"give {label} a deliberately wrong answer in WRONG"
+        statement = nb.cells[ex["statement"]].source
+        assert "**Hand in**" in statement and "**Skill**" in statement, label
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """The nbgrader course directory after `tools/course.py release`."""
+    root = tmp_path_factory.mktemp("course")
+    paths = course.release(root)
+    assert [p.stem for p in paths] == [p.stem for p in course.graded_chapters()]
+    return root, {p.stem: p for p in paths}
+
+
+def test_student_edition_differs_only_in_exercises(released):
+    _, paths = released
+    assert paths, "no graded chapter"
+    for name, path in paths.items():
+        src = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        stu = nbformat.read(path, as_version=4)
+        assert len(src.cells) == len(stu.cells)
+        for a, b in zip(src.cells, stu.cells, strict=True):
+            if not _nbg(a).get("solution") and "HIDDEN TESTS" not in a.source:
+                assert a.source == b.source
+        text = "\n".join(c.source for c in stu.cells)
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+        assert "{solution}" not in text and "YOUR ANSWER HERE" in text
+
+
+def test_student_edition_fails_only_as_not_implemented(released):
+    _, paths = released
+    for name, path in paths.items():
+        nb = trimmed(nbformat.read(path, as_version=4))
+        errors = run(nb)
+        failing = {g for _, g, _ in errors}
+        expected = {f"{ex['label']}-{k}" for ex in exercises(nb) for k in ("answer", "test")}
+        assert failing == expected, (name, errors)
+        for _, gid, ename in errors:
+            ok = {"NotImplementedError"} | ({"NameError"} if gid.endswith("-test") else set())
+            assert ename in ok, (name, gid, ename)
+
+
+def _submission(student_nb, source_nb, wrong_labels: set[str]):
+    """The student edition with the reference answers, or a wrong one for ``wrong_labels``."""
+    nb = trimmed(copy.deepcopy(student_nb))
+    ref = {_nbg(c)["grade_id"]: c.source for c in source_nb.cells if _nbg(c).get("solution")}
+    for cell in nb.cells:
+        gid = _nbg(cell).get("grade_id", "")
+        if _nbg(cell).get("solution") and gid.endswith("-answer"):
+            label = gid.removesuffix("-answer")
+            cell.source = ref[gid] if label not in wrong_labels else SOLUTION.sub(
+                lambda _m, label=label: WRONG[label], ref[gid])
+    return nb
+
+
+def test_autograde_reference_and_wrong_answers(released, tmp_path):
+    root, paths = released
+    submissions = tmp_path / "submissions"
+    plan = {}
+    for name, path in paths.items():
+        source = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        labels = [ex["label"] for ex in exercises(source)]
+        plan[name] = {"reference": set(), "odd": set(labels[1::2]), "even": set(labels[::2])}
+        for student, wrong in plan[name].items():
+            (submissions / student).mkdir(parents=True, exist_ok=True)
+            nb = _submission(nbformat.read(path, as_version=4), source, wrong)
+            nbformat.write(nb, submissions / student / f"{name}.ipynb")
+    course.autograde(submissions, root)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for name, students in plan.items():
+            labels = [ex["label"] for ex in exercises(
+                nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4))]
+            for student, wrong in students.items():
+                for label in labels:
+                    g = gb.find_grade(f"{label}-test", name, name, student)
+                    full = g.max_score
+                    assert g.auto_score == (0 if label in wrong else full), (student, label)
+            graded = root / "autograded" / "reference" / name / f"{name}.ipynb"
+            out = "\n".join(o.get("text", "") for c in nbformat.read(graded, 4).cells
+                            if c.cell_type == "code" for o in c.outputs)
+            assert out.count(": correct") >= 2 * len(labels)  # answer and test cells
+    shutil.rmtree(submissions)
