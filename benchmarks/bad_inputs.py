@@ -466,6 +466,17 @@ bad("trigger_law", "batch", "laws.trigger_law(T, {v})", ['"x"'])
 bad("output_law", "ood", "laws.output_law(T, B, ood={v})", ['"no"', "1"])
 bad("target_law", "alpha", "laws.target_law(TN, BN, alpha={v})", ["nan", "1.5", '"x"'])
 bad("check_structure", "ood", "laws.check_structure(T, B, ood={v})", ['"no"'])
+bad("filler_exposure", "task", "laws.filler_exposure({v})", ['"x"', "None"])
+bad("overlap_probability", "seq_len", "laws.overlap_probability({v})",
+    ["3", "True", '"256"', "256.0"])
+
+# ------------------------------------------------------------------ exercise self-checks
+bad("checks.task", "seed", "icl.checks.task.ood_exposure(laws.filler_exposure, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.task", "strict", "icl.checks.task.recover_output(bayes.recover_output, strict={v})",
+    ['"yes"', "1"])
+bad("checks.task", "n_cases", "icl.checks.task.overlap_probability(None, n_cases={v})",
+    ["0", "10**6", "2.5"])
 bad("chi_square", "counts", "laws.chi_square({v}, [0.5, 0.5])",
     ['"x"', "[1, 2, 3]", "[-1, 2]", "[nan, 1]"])
 bad("chi_square", "probs", "laws.chi_square([1, 2], {v})", ['"x"', "[nan, 0.5]"])
@@ -536,6 +547,7 @@ from icl.viz import task as vizt
 from icl.viz import training as vizr
 from icl.symbolic import bayes as symb
 from icl.symbolic import construction as symc
+import icl.checks.task
 
 nan, inf = float("nan"), float("inf")
 T = icl.RecallTask(vocab_size=20, seq_len=16)

@@ -14,7 +14,9 @@ choice the protocol makes and sets it beside the law the protocol prescribes:
 
 :func:`check_structure` counts the sequences that break a structural promise of the
 protocol (it should find none), and :func:`token_usage` counts how often each token
-occurs as filler, as clean output and as target (the facts behind the OOD split).
+occurs as filler, as clean output and as target (the facts behind the OOD split);
+:func:`filler_exposure` and :func:`overlap_probability` are the references of the
+chapter's exercises.
 
 Positions are 0-based, as in :mod:`icl.task` (the book's ``p`` is ``pair_pos + 1``).
 Categorical laws are compared with Pearson's chi-square test (:func:`chi_square`); the
@@ -40,10 +42,12 @@ __all__ = [
     "TokenUsage",
     "check_structure",
     "chi_square",
+    "filler_exposure",
     "filler_law",
     "filler_mask",
     "noise_position_law",
     "output_law",
+    "overlap_probability",
     "position_law",
     "target_law",
     "token_usage",

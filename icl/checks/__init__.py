@@ -67,6 +67,7 @@ def finish(name: str, problem: str | None, *, strict: bool) -> bool:
 
 def run(name: str, body: Callable[[], None], *, strict: bool) -> bool:
     """Run ``body`` (which raises :class:`Mismatch` at the first failing case) and report."""
+    strict = check_bool("strict", strict)
     try:
         body()
     except Mismatch as m:

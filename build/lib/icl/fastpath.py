@@ -1,0 +1,287 @@
+"""The structured fast path of the one-layer transformer, with a closed-form backward ([D]).
+
+Every input ``x_h = E(z_h) + Ẽ(z_{h-1})`` has two non-zero coordinates, ``z_h`` and
+``N + z_{h-1}``, so with ``r = x_H^T W`` (two rows of ``W``)
+
+    s_h = r_{z_h} + r_{N + z_{h-1}},        A_k = Σ_{h: z_h = k} a_h,
+    A_{N+k} = Σ_{h: z_{h-1} = k} a_h          (k < N; A is zero beyond 2N).
+
+The two halves of ``r`` (and of ``A``) are stored *interleaved*, ``(r_0, r_N, r_1,
+r_{N+1}, …)``, and read as ``N`` complex numbers ``r_k + i r_{N+k}``: one gather at the
+tokens then returns both ``r_{z_h}`` and ``r_{N+z_h}`` (the second is the ``Ẽ`` part of
+position ``h+1``), and one complex scatter-add at the tokens accumulates both halves of
+``A`` (real part ``a_h``, imaginary part ``a_{h+1}``). That halves the number of indexed
+memory accesses, which dominate the cost on a CPU.
+
+The backward pass is written out (:class:`Attend`): with ``ḡ = ∂L/∂A`` (interleaved),
+
+    ∂L/∂a_h = ḡ_{z_h} + ḡ_{N+z_{h-1}}                      (the same gather),
+    ∂L/∂s_h = σ'(s_h) ∂L/∂a_h  (linear, ReLU with σ'(0) = 1),
+    ∂L/∂s   = a ⊙ (∂L/∂a - ⟨a, ∂L/∂a⟩)                      (softmax),
+    ∂L/∂r   = the scatter-add of ∂L/∂s                        (as A from a).
+
+``tests/test_fastpath.py`` checks it against autograd through the dense reference.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+__all__ = [
+    "Attend",
+    "StepLogits",
+    "attend",
+    "interleave",
+    "pair_scores",
+    "scratch",
+    "structured_logits",
+]
+
+_COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+_LOCAL = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
+    """A work buffer reused from call to call (one per ``name``, dtype, device and thread).
+
+    Large temporaries allocated afresh at every step cost page faults (the C allocator
+    returns freed megabytes to the system and takes them back); the fast path and the
+    sampler draw theirs from here instead. The contents are garbage; a buffer is only
+    valid until the next request of the same ``name``, so it must never escape.
+    """
+    pool = getattr(_LOCAL, "pool", None)
+    if pool is None:
+        pool = _LOCAL.pool = {}
+    key = (name, dtype, torch.device(device))
+    n = 1
+    for k in shape:
+        n *= k
+    buf = pool.get(key)
+    if buf is None or buf.numel() < n:
+        buf = pool[key] = torch.empty(n, dtype=dtype, device=device)
+    return buf[:n].view(shape)
+
+
+def interleave(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The column order ``(0, n, 1, n+1, …, n-1, 2n-1)`` of the interleaved layout, ``[2n]``."""
+    k = torch.arange(n, device=device)
+    return torch.stack([k, k + n], dim=1).reshape(-1)
+
+
+def supports(dtype: torch.dtype) -> bool:
+    """Whether the fast path handles ``dtype`` (float32 and float64)."""
+    return dtype in _COMPLEX
+
+
+def _pair_gather(table: torch.Tensor, tokens: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out_h = table_{z_h} + table_{N + z_{h-1}}`` (``out_1 = table_{z_1}``), ``[B, H]``.
+
+    ``table`` is ``[B, 2N]`` interleaved; the result is written into ``out``.
+    """
+    B, H = tokens.shape
+    ct = torch.view_as_complex(table.view(B, -1, 2))
+    pairs = scratch("pairs", (B, H), ct.dtype, ct.device)
+    torch.gather(ct, 1, tokens, out=pairs)
+    pr = torch.view_as_real(pairs)  # [B, H, 2]: (table_{z_h}, table_{N+z_h})
+    out[:, 0] = pr[:, 0, 0]
+    torch.add(pr[:, 1:, 0], pr[:, :-1, 1], out=out[:, 1:])
+    return out
+
+
+def _weights(B: int, H: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """The ``[B, H, 2]`` buffer of :func:`_scatter_weights`; ``[..., 0]`` takes ``w_h``."""
+    return scratch("pair_weights", (B, H, 2), dtype, device)
+
+
+def _scatter_weights(w: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """``Σ_h w_h x_h`` (first ``2N`` coordinates, interleaved, ``[B, 2N]``) from the buffer
+    ``w`` of :func:`_weights` whose ``[..., 0]`` holds ``w_h``.
+
+    The pair ``(w_h, w_{h+1})`` read as one complex number is added at ``z_h``: its real
+    part is ``E``'s coordinate ``z_h`` of position ``h``, its imaginary part ``Ẽ``'s
+    coordinate ``N + z_h`` of position ``h + 1``.
+    """
+    B = tokens.shape[0]
+    w[:, :-1, 1] = w[:, 1:, 0]
+    w[:, -1, 1] = 0
+    out = torch.zeros(B, n, dtype=_COMPLEX[w.dtype], device=w.device)
+    out.scatter_add_(1, tokens, torch.view_as_complex(w))
+    return torch.view_as_real(out).view(B, 2 * n)
+
+
+def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """``Σ_h w_h x_h`` restricted to its first ``2N`` coordinates, interleaved, ``[B, 2N]``."""
+    B, H = tokens.shape
+    w = _weights(B, H, weights.dtype, weights.device)
+    w[:, :, 0] = weights
+    return _scatter_weights(w, tokens, n)
+
+
+def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
+    """``A`` (interleaved ``[B, 2N]``) and what the backward pass needs.
+
+    Linear and ReLU attention write the scores straight into the scatter's buffer.
+    """
+    B, H = tokens.shape
+    n = r.shape[1] // 2
+    if attention == "softmax":
+        a = torch.softmax(_pair_gather(r, tokens, r.new_empty(B, H)), dim=-1)
+        return _pair_scatter(a, tokens, n), a
+    w = _weights(B, H, r.dtype, r.device)
+    s = _pair_gather(r, tokens, w[:, :, 0])
+    saved = None
+    if attention == "relu":
+        saved = s >= 0  # σ'(s) with the subgradient σ'(0) = 1 (see icl.model.activate)
+        s.clamp_(min=0)
+    return _scatter_weights(w, tokens, n), saved
+
+
+def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
+    """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form."""
+    B, H = tokens.shape
+    n = grad_A.shape[1] // 2
+    if attention == "softmax":
+        a = saved
+        g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
+        return _pair_scatter((g - (a * g).sum(dim=-1, keepdim=True)).mul_(a), tokens, n)
+    w = _weights(B, H, grad_A.dtype, grad_A.device)
+    g = _pair_gather(grad_A, tokens, w[:, :, 0])  # ∂L/∂a = ∂L/∂s for linear attention
+    if attention == "relu":
+        g.mul_(saved)
+    return _scatter_weights(w, tokens, n)
+
+
+class Attend(torch.autograd.Function):
+    """``(tokens, r) ↦ A = Σ_h σ(s)_h x_h`` (interleaved ``[B, 2N]``), closed-form backward."""
+
+    @staticmethod
+    def forward(ctx, tokens: torch.Tensor, r: torch.Tensor, attention: str):  # noqa: D102
+        A, saved = _attend_forward(tokens, r.contiguous(), attention)
+        ctx.attention = attention
+        ctx.save_for_backward(tokens, *(() if saved is None else (saved,)))
+        return A
+
+    @staticmethod
+    def backward(ctx, grad_A: torch.Tensor):  # noqa: D102
+        tokens, *saved = ctx.saved_tensors
+        saved = saved[0] if saved else None
+        return None, _attend_backward(grad_A.contiguous(), tokens, ctx.attention, saved), None
+
+
+def _to_interleaved(M: torch.Tensor, n: int) -> torch.Tensor:
+    """Columns ``0 … 2N-1`` of ``M`` in the interleaved order (a contiguous copy)."""
+    rows = M.shape[0]
+    return M[:, : 2 * n].reshape(rows, 2, n).transpose(1, 2).reshape(rows, 2 * n)
+
+
+def _from_interleaved(Mi: torch.Tensor, n: int, d: int) -> torch.Tensor:
+    """The ``[rows, d]`` matrix whose columns ``0 … 2N-1`` are ``Mi`` un-interleaved."""
+    rows = Mi.shape[0]
+    out = Mi.new_zeros(rows, d)
+    out[:, : 2 * n] = Mi.view(rows, n, 2).transpose(1, 2).reshape(rows, 2 * n)
+    return out
+
+
+class StepLogits(torch.autograd.Function):
+    """``(tokens, W, V, F) ↦ ξ``, ``[B, N]``, forward and backward in closed form.
+
+    What a training step needs: ``ξ = A (V + κF)_{:N}^T + U F x_H`` with ``A`` of
+    :class:`Attend`. The gradients, with ``G = ∂L/∂ξ`` and ``M = (V + κF)_{:N}``:
+
+    * ``∂L/∂V_{:N} = Gᵀ A`` and ``∂L/∂F_{:N} = κ Gᵀ A + Gᵀ x_H`` (the last term adds each
+      row of ``G`` to the columns ``z_H`` and ``N + z_{H-1}``);
+    * ``∂L/∂A = G M``, then ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂W`` adds
+      ``∂L/∂r`` (as a row) to the rows ``z_H`` and ``N + z_{H-1}`` of ``W``.
+
+    Rows of ``V, F`` beyond ``N`` and columns beyond ``2N`` get zero gradient, as in the
+    model. Checked against autograd in ``tests/test_fastpath.py``.
+    """
+
+    @staticmethod
+    def forward(ctx, tokens, W, V, F, n: int, attention: str, kappa: int):  # noqa: D102
+        d = W.shape[0]
+        last, before = tokens[:, -1], tokens[:, -2] + n
+        Wi = _to_interleaved(W, n)
+        r = Wi.index_select(0, last).add_(Wi.index_select(0, before))
+        A, saved = _attend_forward(tokens, r, attention)
+        M = V[:n] + F[:n] if kappa else V[:n]
+        Mi = _to_interleaved(M, n)
+        FT = F[:n].T.contiguous()  # [d, N]
+        xi = torch.addmm(FT.index_select(0, last).add_(FT.index_select(0, before)), A, Mi.T)
+        ctx.dims = (n, d, attention, kappa)
+        ctx.save_for_backward(tokens, A, Mi, *(() if saved is None else (saved,)))
+        return xi
+
+    @staticmethod
+    def backward(ctx, G):  # noqa: D102
+        n, d, attention, kappa = ctx.dims
+        tokens, A, Mi, *saved = ctx.saved_tensors
+        saved = saved[0] if saved else None
+        G = G.contiguous()
+        last, before = tokens[:, -1], tokens[:, -2] + n
+        dW = dV = dF = None
+        _, need_W, need_V, need_F, *_ = ctx.needs_input_grad
+        if need_V or need_F:
+            dM = _from_interleaved(G.T @ A, n, d)  # [N, d]
+            if need_V:
+                dV = G.new_zeros(d, d)
+                dV[:n] = dM
+            if need_F:
+                dFT = G.new_zeros(d, n).index_add_(0, last, G).index_add_(0, before, G)
+                dF = G.new_zeros(d, d)
+                dF[:n] = dFT.T
+                if kappa:
+                    dF[:n] += dM
+        if need_W:
+            dr = _attend_backward(G @ Mi, tokens, attention, saved)
+            dWi = G.new_zeros(d, 2 * n).index_add_(0, last, dr).index_add_(0, before, dr)
+            dW = _from_interleaved(dWi, n, d)
+        return None, dW, dV, dF, None, None, None
+
+
+def attend(tokens: torch.Tensor, r: torch.Tensor, attention: str) -> torch.Tensor:
+    """``A`` (interleaved ``[B, 2N]``) from the tokens ``[B, H]`` and ``r`` (interleaved)."""
+    return Attend.apply(tokens, r, attention)
+
+
+def pair_scores(tokens: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The scores ``s_h = r_{z_h} + r_{N + z_{h-1}}``, ``[B, H]`` (``r`` interleaved).
+
+    Differentiable by autograd (used for inspection, not by the training step).
+    """
+    B = tokens.shape[0]
+    pr = torch.view_as_real(torch.view_as_complex(r.view(B, -1, 2)).gather(1, tokens))
+    return torch.cat([pr[:, :1, 0], pr[:, 1:, 0] + pr[:, :-1, 1]], dim=1)
+
+
+def structured_logits(
+    tokens: torch.Tensor,
+    W: torch.Tensor,
+    V: torch.Tensor,
+    F: torch.Tensor,
+    *,
+    n: int,
+    attention: str,
+    kappa: int,
+    perm: torch.Tensor,
+    parts: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(ξ, ξ_A, ξ_F)`` of the model on ``tokens`` (``[B, H]``, ``H ≥ 2``), each ``[B, N]``.
+
+    ``perm`` is :func:`interleave` ``(N)`` on the tokens' device. With ``parts=False`` only
+    ``ξ = A (V + κF)_{:N}^T + U F x_H`` is formed (one matrix product instead of two: what
+    a training step needs), and ``ξ_A``, ``ξ_F`` are ``None``.
+    """
+    if not parts:
+        return StepLogits.apply(tokens, W, V, F, n, attention, kappa), None, None
+    last, before = tokens[:, -1], tokens[:, -2] + n
+    Wp = W.index_select(1, perm)  # [d, 2N]: the columns that can meet an input
+    r = Wp.index_select(0, last) + Wp.index_select(0, before)  # x_H^T W, interleaved
+    A = attend(tokens, r, attention)
+    FU = F[:n]
+    xi_F0 = FU.T.index_select(0, last) + FU.T.index_select(0, before)  # U F x_H
+    xi_A = A @ V[:n].index_select(1, perm).T
+    xi_F = torch.addmm(xi_F0, A, FU.index_select(1, perm).T) if kappa else xi_F0
+    return xi_A + xi_F, xi_A, xi_F

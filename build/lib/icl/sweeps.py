@@ -1,0 +1,293 @@
+"""Optimiser variants and sweeps for chapter 7 (the open questions; the book's own protocol, [D]).
+
+:func:`icl.train` is the authors' optimiser (the model page §5.1). The reviewers' questions
+need others, so this module has a training loop of its own, :func:`train_with`, with the
+same data stream, evaluation sets and :class:`icl.History` as :func:`icl.train`, and four
+update rules (``g`` the mini-batch gradient of one parameter tensor, ``η`` the step size,
+``ω`` the weight decay):
+
+* ``"normalized"``: ``θ ← (1 - ηω) θ - η g/‖g‖_F`` (per tensor; the paper's rule when ``ω = 0``);
+* ``"plain"``: ``θ ← (1 - ηω) θ - η g``;
+* ``"coordinate"``: ``θ ← (1 - ηω) θ - η sign(g)``: every scalar entry normalised on its own;
+* ``"adam"``: Adam with decoupled weight decay (AdamW): ``m ← β₁m + (1-β₁)g``,
+  ``v ← β₂v + (1-β₂)g²``, ``θ ← (1 - ηω)θ - η m̂/(√v̂ + ε)`` with the bias corrections
+  ``m̂ = m/(1-β₁^t)``, ``v̂ = v/(1-β₂^t)``, ``β = (0.9, 0.999)``, ``ε = 10⁻⁸`` (PyTorch's
+  defaults, written out).
+
+Weight decay is *decoupled* (applied to the parameters, not added to the gradient), so
+``ω`` means the same thing for all four rules.
+
+The sweep helpers (:class:`RunConfig`, :func:`run`, :func:`one_factor_sweep`) train one
+:class:`icl.families.LadderTransformer` per setting and summarise it by its final losses
+and by the weights that decide out-of-distribution behaviour (:func:`copy_summary`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+
+from .bayes import bayes_risk
+from .families import INIT_SCALES, LADDER, LadderTransformer
+from .model import OneLayerTransformer
+from .roles import copy_scores, evaluate
+from .task import RecallTask, check_task, make_generator
+from .training import History, _record_params
+from .validate import check_bool, check_choice, check_int, check_real, check_seed
+
+__all__ = [
+    "ADAM_BETAS",
+    "OPTIMIZERS",
+    "RunConfig",
+    "RunResult",
+    "chance_loss",
+    "copy_summary",
+    "one_factor_sweep",
+    "run",
+    "train_with",
+]
+
+#: the update rules of :func:`train_with`
+OPTIMIZERS = ("normalized", "plain", "coordinate", "adam")
+#: Adam's ``(β₁, β₂)`` (PyTorch's defaults)
+ADAM_BETAS = (0.9, 0.999)
+
+
+def train_with(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    optimizer: str = "normalized",
+    weight_decay: float = 0.0,
+    batch_size: int = 512,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_size: int = 1024,
+    ood: bool = True,
+) -> History:
+    """Train ``model`` in place with one of :data:`OPTIMIZERS`; return its :class:`icl.History`.
+
+    Population training (a fresh batch of ``batch_size`` sequences at every step), the
+    held-out and unseen-output evaluation sets of :func:`icl.train` (same seeds), evaluated
+    at step 0, every ``eval_every`` steps and the last step. ``History.normalized`` is
+    ``True`` for the ``"normalized"`` rule only.
+    """
+    if not isinstance(model, OneLayerTransformer):
+        raise TypeError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    task = check_task(task)
+    if model.task != task:
+        raise ValueError(f"model was built for {model.task}, not {task}")
+    steps = check_int("steps", steps, minimum=1)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    seed = check_seed("seed", seed)
+    eval_every = max(1, steps // 50) if eval_every is None else eval_every
+    eval_every = check_int("eval_every", eval_every, minimum=1)
+    eval_size = check_int("eval_size", eval_size, minimum=1)
+    ood = check_bool("ood", ood)
+
+    g_train = make_generator(seed)
+    pop_set = task.sample(eval_size, seed=seed + 1_000_003)
+    ood_set = task.sample(eval_size, seed=seed + 2_000_003, ood=True) if ood else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    hist = History(lr=lr, normalized=optimizer == "normalized", bayes_risk=bayes_risk(task.alpha))
+    beta1, beta2, eps = ADAM_BETAS + (1e-8,)
+    moments = [
+        (torch.zeros_like(p), torch.zeros_like(p)) if optimizer == "adam" else (None, None)
+        for p in params
+    ]
+
+    def record(step: int) -> None:
+        hist.steps.append(step)
+        with torch.no_grad():
+            for name, value in evaluate(model, pop_set).items():
+                hist.pop.setdefault(name, []).append(value)
+            if ood_set is not None:
+                for name, value in evaluate(model, ood_set).items():
+                    hist.ood.setdefault(name, []).append(value)
+        _record_params(model, hist.params)
+
+    record(0)
+    for step in range(1, steps + 1):
+        batch = task.sample(batch_size, generator=g_train)
+        loss = torch.nn.functional.cross_entropy(model(batch.tokens).xi, batch.targets)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g, (m, v) in zip(params, grads, moments, strict=True):
+                if weight_decay:
+                    p.mul_(1.0 - lr * weight_decay)
+                if optimizer == "adam":
+                    m.mul_(beta1).add_(g, alpha=1 - beta1)
+                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    v_hat = (v / (1 - beta2**step)).sqrt_().add_(eps)
+                    p.addcdiv_(m, v_hat, value=-lr / (1 - beta1**step))
+                elif optimizer == "normalized":
+                    n = float(torch.linalg.vector_norm(g))
+                    if n > 0:
+                        p.sub_(g, alpha=lr / n)
+                elif optimizer == "plain":
+                    p.sub_(g, alpha=lr)
+                else:
+                    p.sub_(torch.sign(g), alpha=lr)
+        hist.train_loss.append(float(loss.detach()))
+        if step % eval_every == 0 or step == steps:
+            record(step)
+    return hist
+
+
+@torch.no_grad()
+def copy_summary(model: OneLayerTransformer) -> dict[str, float]:
+    """Mean *copy coefficient* of the training outputs ``O`` and of the unseen outputs.
+
+    Attention that lands on a position holding token ``k`` adds ``a_h (E(k) + Ẽ(z_{h-1}))``
+    to ``A``; the logit of ``k`` gains ``a_h M[k, k]`` from the first term, with
+    ``M = V + κF`` (the value and the attention-fed feed-forward maps). ``M[k, k]`` is the
+    model's ability to *copy* an attended ``k`` to the output (cf.
+    :func:`icl.roles.copy_scores`). Returns ``{"copy_O", "copy_OOD", "copy_gap"}`` (the gap
+    is ``copy_O - copy_OOD``).
+    """
+    if not isinstance(model, OneLayerTransformer):
+        raise TypeError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
+    W, V, F = model.matrices()
+    M = V + model.kappa * F
+    scores = copy_scores(M, model.task)
+    o, u = float(np.mean(scores["O"])), float(np.mean(scores["OOD"]))
+    return {"copy_O": o, "copy_OOD": u, "copy_gap": o - u}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run of chapter 7's sweeps (every field a knob of the questions).
+
+    ``n_outputs`` is ``|O|``; ``init`` a key of :data:`icl.families.INIT_SCALES`; ``rung``
+    one of :data:`icl.families.LADDER`; the rest as in :func:`train_with` and
+    :class:`icl.RecallTask` (noiseless unless ``alpha > 0``).
+    """
+
+    rung: str = "origin"
+    attention: str = "linear"
+    n_outputs: int = 4
+    init: str = "zero"
+    optimizer: str = "normalized"
+    weight_decay: float = 0.0
+    steps: int = 500
+    lr: float = 0.05
+    vocab_size: int = 60
+    seq_len: int = 64
+    alpha: float = 0.0
+    batch_size: int = 128
+    eval_size: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("rung", self.rung, LADDER)
+        check_choice("init", self.init, tuple(INIT_SCALES))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_int("steps", self.steps, minimum=1)
+        check_real("lr", self.lr, low=0.0, low_open=True)
+        check_real("weight_decay", self.weight_decay, low=0.0)
+        check_seed("seed", self.seed)
+
+    def replace(self, **changes) -> RunConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def task(self) -> RecallTask:
+        """The :class:`icl.RecallTask` of this run."""
+        return RecallTask(
+            vocab_size=self.vocab_size,
+            n_outputs=self.n_outputs,
+            seq_len=self.seq_len,
+            alpha=self.alpha,
+        )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`run` keeps: the setting, the final metrics, the copy coefficients."""
+
+    config: RunConfig
+    pop_loss: float
+    ood_loss: float
+    pop_p_y: float
+    ood_p_y: float
+    copy_O: float
+    copy_OOD: float
+    history: History
+    model: OneLayerTransformer
+
+    def row(self) -> dict[str, object]:
+        """A flat dict (for a table): the config's fields and the final numbers."""
+        out: dict[str, object] = dict(asdict(self.config))
+        out.update(
+            pop_loss=self.pop_loss,
+            ood_loss=self.ood_loss,
+            pop_p_y=self.pop_p_y,
+            ood_p_y=self.ood_p_y,
+            copy_O=self.copy_O,
+            copy_OOD=self.copy_OOD,
+        )
+        return out
+
+
+def run(config: RunConfig, *, eval_every: int | None = None) -> RunResult:
+    """Build the :class:`~icl.families.LadderTransformer` of ``config``, train it, summarise it."""
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"config must be an icl.sweeps.RunConfig, got {type(config).__name__}")
+    task = config.task()
+    model = LadderTransformer(
+        task,
+        config.rung,
+        config.attention,
+        init_scale=INIT_SCALES[config.init],
+        seed=config.seed,
+    )
+    hist = train_with(
+        model,
+        task,
+        config.steps,
+        config.lr,
+        optimizer=config.optimizer,
+        weight_decay=config.weight_decay,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        eval_every=eval_every,
+        eval_size=config.eval_size,
+    )
+    copy = copy_summary(model)
+    return RunResult(
+        config=config,
+        pop_loss=hist.pop["loss"][-1],
+        ood_loss=hist.ood["loss"][-1],
+        pop_p_y=hist.pop["p_y"][-1],
+        ood_p_y=hist.ood["p_y"][-1],
+        copy_O=copy["copy_O"],
+        copy_OOD=copy["copy_OOD"],
+        history=hist,
+        model=model,
+    )
+
+
+def one_factor_sweep(base: RunConfig, factor: str, values, **kwargs) -> list[RunResult]:
+    """Vary one field of ``base`` over ``values`` (the others held), one run each."""
+    if not isinstance(base, RunConfig):
+        raise TypeError(f"base must be an icl.sweeps.RunConfig, got {type(base).__name__}")
+    fields = RunConfig.__dataclass_fields__
+    if factor not in fields:
+        raise ValueError(f"factor must be a field of RunConfig {tuple(fields)}, got {factor!r}")
+    values = list(values)
+    if not values:
+        raise ValueError("values must hold at least one setting, got an empty sequence")
+    return [run(replace(base, **{factor: v}), **kwargs) for v in values]
+
+
+def chance_loss(task: RecallTask) -> float:
+    """``log N``: the loss of the uniform prediction (every trainable weight at zero)."""
+    return math.log(check_task(task).vocab_size)

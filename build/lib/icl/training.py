@@ -1,0 +1,399 @@
+"""Training by (normalised) gradient descent (the model page §5.1, the authors' protocol [E]).
+
+The optimiser of the experiments is plain SGD without momentum or weight decay,
+normalised per parameter tensor: every gradient tensor is divided by its own Frobenius
+norm (the step is skipped for a tensor whose gradient is 0),
+
+    θ ← θ - η ∇_θ L / ‖∇_θ L‖_F.
+
+``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison;
+``normalized="per_coordinate"`` divides every coordinate by its own absolute value
+(``θ ← θ - η sign(∇_θ L)``, each scalar its own "tensor"), the other natural reading of
+"normalised per parameter" (chapter 4 compares the two).
+Two data modes: *population* (a fresh batch at every step) and *finite sample* (a fixed
+data set of ``m`` sequences, visited in shuffled mini-batches, epoch after epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .bayes import bayes_risk
+from .model import OneLayerTransformer
+from .roles import evaluate
+from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
+from .validate import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_STEPS,
+    PrecisionWarning,
+    check_bool,
+    check_budget,
+    check_choice,
+    check_instance,
+    check_int,
+    check_optional_bool,
+    check_real,
+    check_seed,
+)
+
+__all__ = ["History", "normalized_step", "train"]
+
+
+@torch.no_grad()
+def normalized_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    lr: float,
+    normalized: bool | str = True,
+) -> None:
+    """One in-place update ``θ ← θ - η g/‖g‖`` (or ``θ - η g`` when ``normalized=False``;
+    ``θ - η sign(g)`` when ``normalized="per_coordinate"``).
+
+    The arguments are checked here; the training loop calls the unchecked
+    ``_apply_update`` on gradients it made itself.
+    """
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    _check_normalized(normalized)
+    if len(params) != len(grads):
+        raise ValueError(
+            f"grads must hold one gradient per parameter: {len(params)} params, got "
+            f"{len(grads)} grads"
+        )
+    for p, g in zip(params, grads, strict=True):
+        if tuple(p.shape) != tuple(g.shape):
+            raise ValueError(
+                f"grads: a gradient of shape {tuple(g.shape)} for a parameter of shape "
+                f"{tuple(p.shape)}"
+            )
+    _apply_update(params, grads, lr, normalized)
+
+
+@torch.no_grad()
+def _apply_update(
+    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float, normalized: bool | str
+) -> None:
+    """The update of :func:`normalized_step`, unchecked. The norms of all tensors are read
+    back in one transfer (one synchronisation on a GPU)."""
+    if normalized == "per_coordinate":
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(torch.sign(g), alpha=lr)
+    elif normalized:
+        norms = torch.stack([torch.linalg.vector_norm(g) for g in grads]).tolist()
+        for p, g, n in zip(params, grads, norms, strict=True):
+            if n > 0:
+                p.sub_(g, alpha=lr / n)
+    else:
+        for p, g in zip(params, grads, strict=True):
+            p.sub_(g, alpha=lr)
+
+
+@dataclass
+class History:
+    """What :func:`train` records.
+
+    ``train_loss`` has one entry per step (the loss of the mini-batch the step used).
+    The evaluation metrics are recorded at ``steps`` (0, every ``eval_every`` and the last
+    step): ``pop`` on held-out fresh sequences, ``ood`` on sequences whose ``y`` is an OOD
+    output (each a dict of lists, keys as in :func:`icl.roles.evaluate`). ``params`` holds the
+    scalar parameters (``Lambda``; each ``lambda_k``) and the Frobenius norms of the
+    matrices (``|W|``, ...) at the same steps.
+    """
+
+    lr: float
+    normalized: bool | str
+    bayes_risk: float
+    train_loss: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    pop: dict[str, list[float]] = field(default_factory=dict)
+    ood: dict[str, list[float]] = field(default_factory=dict)
+    params: dict[str, list[float]] = field(default_factory=dict)
+
+    def array(self, name: str, split: str = "pop") -> np.ndarray:
+        """A recorded series as a NumPy array: ``array("loss")``, ``array("p_y", "ood")``."""
+        check_choice("split", split, ("pop", "ood", "params"))
+        source = {"pop": self.pop, "ood": self.ood, "params": self.params}[split]
+        if name not in source:
+            raise ValueError(
+                f"name must be one of the {split!r} series {tuple(source)}, got {name!r}"
+            )
+        return np.asarray(source[name], dtype=np.float64)
+
+    @property
+    def step_array(self) -> np.ndarray:
+        return np.asarray(self.steps)
+
+    def excess(self, split: str = "pop") -> np.ndarray:
+        """``loss - H_b(α)`` at the evaluation steps."""
+        return self.array("loss", split) - self.bayes_risk
+
+
+@torch.no_grad()
+def _record_params(model: OneLayerTransformer, into: dict[str, list[float]]) -> None:
+    for name, p in model.named_parameters():
+        if p.dim() == 0:
+            into.setdefault(name, []).append(float(p))
+        elif p.dim() == 1:
+            for k, v in enumerate(p.tolist()):
+                into.setdefault(f"{name}[{k}]", []).append(float(v))
+        else:
+            into.setdefault(f"|{name}|", []).append(float(torch.linalg.vector_norm(p)))
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    from .config import test_mode
+
+    if test_mode() or "PYTEST_CURRENT_TEST" in os.environ:
+        return False
+    return os.environ.get("ICL_PROGRESS", "1") != "0"
+
+
+def train(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    batch_size: int = 512,
+    normalized: bool | str = True,
+    seed: int = 0,
+    eval_every: int | None = None,
+    eval_size: int = 1024,
+    ood: bool = True,
+    data: RecallBatch | None = None,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_bytes: float = DEFAULT_MAX_BYTES,
+) -> History:
+    """Train ``model`` in place by (normalised) gradient descent and return its :class:`History`.
+
+    Parameters
+    ----------
+    steps, lr
+        Number of gradient steps and the step size ``η`` (both > 0).
+    batch_size
+        Sequences per step (the paper: 512).
+    normalized
+        ``True``: normalise each gradient tensor by its Frobenius norm (the paper's
+        optimiser); ``"per_coordinate"``: each coordinate by its absolute value (sign
+        descent); ``False``: plain gradient descent.
+    seed
+        Seeds the training stream, the mini-batch order and the evaluation sets.
+    eval_every
+        Evaluate every that many steps. Default: about 50 evaluations in all, but at
+        least ``⌈2.5 n_eval / B⌉`` steps apart (``n_eval`` = ``eval_size``, doubled with
+        ``ood``), so that evaluating costs at most about a fifth of training even in short
+        runs (an evaluation reads ``n_eval`` sequences without a backward pass; a step
+        reads ``B`` with one, about three times the work per sequence).
+    eval_size
+        Size of the held-out population and OOD evaluation sets (fixed for the run).
+    ood
+        Also evaluate on unseen-output sequences.
+    data
+        A fixed training set (finite-sample mode); ``None`` draws a fresh batch each step.
+    progress
+        Show a tqdm bar (default: on, except in test mode, under pytest or with
+        ``ICL_PROGRESS=0``).
+    device
+        Where the batches are drawn and the steps run (default: the model's device);
+        the model must already be there (``model.to(device)``).
+    max_steps, max_bytes
+        Refuse more steps, or batches and evaluation sets needing more memory, than these
+        (defaults ``10**7`` steps and 2 GiB).
+
+    A ``PrecisionWarning`` says when the parameters stopped moving before the end because
+    the gradient rounds to zero in the model's dtype (float32 near ``Λ ≈ 19.5``).
+    """
+    _check_train_arguments(
+        model, task, steps, lr, batch_size=batch_size, normalized=normalized, seed=seed,
+        eval_every=eval_every, eval_size=eval_size, ood=ood, data=data, progress=progress,
+        max_steps=max_steps, max_bytes=max_bytes,
+    )
+    if eval_every is None:
+        n_eval = eval_size * (2 if ood else 1)
+        eval_every = max(1, steps // 50, math.ceil(2.5 * n_eval / batch_size))
+    if data is not None:
+        batch_size = min(batch_size, data.batch_size)
+    dev = model.device if device is None else torch.device(device)
+    if dev != model.device:
+        raise ValueError(f"device={str(dev)!r}, but the model is on {model.device}")
+    if data is not None:
+        data = _to_device(data, dev)
+
+    # the evaluation sets are drawn on the CPU (the same sets on every device), then moved
+    pop_set = _to_device(task.sample(eval_size, seed=seed + 1_000_003), dev)
+    ood_set = None
+    if ood:
+        ood_set = _to_device(task.sample(eval_size, seed=seed + 2_000_003, ood=True), dev)
+    if dev.type == "cpu":
+        g_train = make_generator(seed)
+    else:
+        g_train = torch.Generator(device=dev)
+        g_train.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    hist = History(lr=float(lr), normalized=normalized, bayes_risk=bayes_risk(task.alpha))
+
+    def record(step: int) -> None:
+        hist.steps.append(step)
+        for name, value in evaluate(model, pop_set).items():
+            hist.pop.setdefault(name, []).append(value)
+        if ood_set is not None:
+            for name, value in evaluate(model, ood_set).items():
+                hist.ood.setdefault(name, []).append(value)
+        _record_params(model, hist.params)
+
+    order = torch.empty(0, dtype=torch.long, device=dev)
+    cursor = 0
+    losses = torch.empty(steps, dtype=torch.float64, device=dev)
+    bar = None
+    if _show_progress(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=steps, desc=f"{model.family}/{model.attention}", file=sys.stderr, leave=False
+        )
+    record(0)
+    for step in range(1, steps + 1):
+        if data is None:
+            batch = task.sample(batch_size, generator=g_train)
+            tokens, targets = batch.tokens, batch.targets
+        else:
+            if cursor + batch_size > len(order):
+                order = torch.randperm(data.batch_size, generator=g_train, device=dev)
+                cursor = 0
+            idx = order[cursor : cursor + batch_size]
+            tokens, targets = data.tokens[idx], data.targets[idx]
+            cursor += batch_size
+        losses[step - 1] = _train_step(model, params, tokens, targets, lr, normalized)
+        if step % eval_every == 0 or step == steps:
+            record(step)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    hist.train_loss = losses.tolist()
+    _warn_if_stalled(model, hist)
+    return hist
+
+
+def _to_device(batch: RecallBatch, device: torch.device) -> RecallBatch:
+    """``batch`` with its tensors on ``device``."""
+    if batch.tokens.device == device:
+        return batch
+    return RecallBatch(*(t.to(device) for t in (batch.tokens, batch.targets, batch.outputs,
+                                                 batch.pair_pos, batch.noise_pos)))
+
+
+def _train_step(
+    model: OneLayerTransformer,
+    params: list[torch.Tensor],
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    lr: float,
+    normalized: bool | str,
+) -> torch.Tensor:
+    """One step of :func:`train` on a batch; returns the batch's loss (detached).
+
+    The batch is valid by construction, so ``forward``'s token check is skipped, and only
+    ``ξ`` is formed (``parts=False``): one matrix product instead of two.
+    """
+    logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
+    loss = torch.nn.functional.cross_entropy(logits, targets)
+    grads = torch.autograd.grad(loss, params)
+    _apply_update(params, list(grads), lr, normalized)
+    return loss.detach()
+
+
+def _check_normalized(normalized: object) -> bool | str:
+    """``True``, ``False`` or ``"per_coordinate"``."""
+    if isinstance(normalized, bool) or normalized == "per_coordinate":
+        return normalized
+    raise ValueError(
+        f"normalized must be True, False or 'per_coordinate', got {normalized!r}"
+    )
+
+
+def _check_train_arguments(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    batch_size: int,
+    normalized: bool | str,
+    seed: int,
+    eval_every: int | None,
+    eval_size: int,
+    ood: bool,
+    data: RecallBatch | None,
+    progress: bool | None,
+    max_steps: int,
+    max_bytes: float,
+) -> None:
+    """Every argument of :func:`train`, checked before anything is drawn or trained."""
+    check_instance("model", model, OneLayerTransformer, "an icl.OneLayerTransformer")
+    check_task(task)
+    if model.task != task:
+        raise ValueError(f"task: the model was built for {model.task}, not {task}")
+    steps = _positive_int("steps", steps)
+    check_budget("steps", steps, check_int("max_steps", max_steps, minimum=1),
+                 unit="steps", keyword="max_steps")
+    try:
+        check_real("lr", lr, low=0.0, low_open=True)
+    except ValueError as exc:  # the message the book's tests know
+        raise type(exc)(f"lr must be a positive number, got {lr!r}") from None
+    batch_size = _positive_int("batch_size", batch_size)
+    _check_normalized(normalized)
+    check_seed("seed", seed)
+    if eval_every is not None:
+        _positive_int("eval_every", eval_every)
+    eval_size = _positive_int("eval_size", eval_size)
+    check_bool("ood", ood)
+    check_optional_bool("progress", progress)
+    max_bytes = check_real("max_bytes", max_bytes, low=0.0, low_open=True, finite=False)
+    # tokens, masks and the [B, H] / [B, d] activations of one forward-backward pass
+    per_sequence = 64 * task.seq_len + 32 * model.d_model
+    check_budget("batch_size", batch_size * per_sequence, max_bytes)
+    check_budget("eval_size", eval_size * per_sequence, max_bytes)
+    if data is not None:
+        if not isinstance(data, RecallBatch):
+            check_instance("data", data, RecallBatch, "an icl.RecallBatch (a fixed training set)")
+        check_batch("data", data, task)
+
+
+def _positive_int(name: str, value: object) -> int:
+    """:func:`check_int` with ``minimum=1``, worded "a positive integer"."""
+    try:
+        return check_int(name, value, minimum=1)
+    except ValueError as exc:
+        raise type(exc)(f"{name} must be a positive integer, got {value!r}") from None
+
+
+def _warn_if_stalled(model: OneLayerTransformer, hist: History) -> None:
+    """Warn when a normalised run below float64 has reached the resolution of its dtype:
+    the excess is within a few rounding units of the Bayes risk and has stopped falling
+    over the last three evaluations (the gradient's sign is then rounding noise)."""
+    if not hist.normalized or len(hist.steps) < 3 or model.dtype == torch.float64:
+        return
+    if not hist.pop:
+        return
+    ex = hist.excess("pop")
+    eps = torch.finfo(model.dtype).eps
+    if ex[-1] < 16 * eps and not (ex[-1] < ex[-2] < ex[-3]):
+        warnings.warn(
+            f"the excess loss {ex[-1]:.2g} stopped falling at steps {hist.steps[-3]}-"
+            f"{hist.steps[-1]}: it is at the resolution of {model.dtype} (eps = {eps:.2g}), "
+            "where the gradient rounds to noise (normalised GD stalls near Lambda = 19.5 in "
+            "float32); build the model with dtype=torch.float64 to go further",
+            PrecisionWarning,
+            stacklevel=3,
+        )
