@@ -85,9 +85,16 @@ def trimmed(nb):
 
 def run(nb) -> list[tuple[int, str, str]]:
     """Execute in test mode; the (index, grade_id, error name) of every failing cell."""
-    os.environ["ICL_TEST_MODE"] = "1"
-    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(ROOT)}}).execute()
+    before = os.environ.get("ICL_TEST_MODE")
+    os.environ["ICL_TEST_MODE"] = "1"  # for the kernel only: restored below
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        if before is None:
+            os.environ.pop("ICL_TEST_MODE")
+        else:
+            os.environ["ICL_TEST_MODE"] = before
     return [(i, _nbg(c).get("grade_id", ""), o["ename"]) for i, c in enumerate(nb.cells)
             if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
