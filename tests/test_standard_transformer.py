@@ -261,7 +261,8 @@ def test_replica_training_equals_separate_runs(weight_decay):
     tasks, seeds = [TASK, NOISY, NOISY], [0, 0, 5]
     together = [small(t, seed=s) for t, s in zip(tasks, seeds, strict=True)]
     alone = [small(t, seed=s) for t, s in zip(tasks, seeds, strict=True)]
-    kw = {"batch_size": 16, "eval_every": 5, "eval_size": 32, "warmup": 3,
+    # eval_size 1400: above 4096 // 3, so the held-out set is evaluated in two chunks
+    kw = {"batch_size": 16, "eval_every": 5, "eval_size": 1400, "warmup": 3,
           "weight_decay": weight_decay}
     hs = train_adam_replicas(together, tasks, seeds, 10, 3e-3, **kw)
     for net, t, s, h in zip(alone, tasks, seeds, hs, strict=True):
