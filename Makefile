@@ -21,13 +21,15 @@ export OMP_NUM_THREADS ?= 1
 # whose ~/.local/share/jupyter holds a python3 kernel of another environment.
 export JUPYTER_PREFER_ENV_PATH = 1
 
-.PHONY: help venv book test lint student clean distclean book-system book-latest linkcheck release-check
+.PHONY: help venv book test lint student clean distclean book-system book-latest linkcheck release-check pdf pdf-deps
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
 	@echo "make test   ruff + pytest (unit tests, repo checks, notebooks in test mode)"
 	@echo "make venv   create $(VENV) ($(TORCH_SPEC) first, then -e .[book,test])"
 	@echo "make lint   ruff only;  make clean   remove build outputs"
+	@echo "make pdf    the book as one PDF, _build/latex/$(PDF_NAME).pdf (needs XeLaTeX: see README)"
+	@echo "make pdf-deps  install the TeX Live packages of make pdf with apt-get (Debian/Ubuntu)"
 	@echo "make student  student edition of the chapters (solutions removed) in _build/student"
 	@echo "make release-check  what a release needs (version, tags, stripped notebooks, both commands)"
 	@echo "make book-latest / book-system / linkcheck   the weekly checks of the workflows"
@@ -57,6 +59,26 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# The book as one PDF, through Jupyter Book's LaTeX builder and XeLaTeX (settings under
+# `latex:` in _config.yml). Not part of `make test` or CI: TeX Live is large (the README's
+# "PDF of the book" lists the packages). Executes every notebook, as `make book` does.
+PDF_NAME := in-context-recall-book
+# The Debian/Ubuntu packages it needs (about 350 MB installed), and a target that installs them.
+PDF_DEBIAN_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra \
+  texlive-fonts-recommended fonts-freefont-otf latexmk
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+pdf-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y --no-install-recommends $(PDF_DEBIAN_PACKAGES)
+
+pdf: venv
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || \
+	  { echo "make pdf needs xelatex and latexmk: see the README, 'PDF of the book'"; exit 1; }
+	ICL_PROGRESS=0 LATEXMKOPTS="-interaction=nonstopmode -halt-on-error" \
+	  $(BIN)/jupyter-book build --builder pdflatex $(BOOK_ARGS)
+	test -s _build/latex/$(PDF_NAME).pdf
+	@echo "PDF: _build/latex/$(PDF_NAME).pdf"
 
 # Course use: the chapters with every exercise's solution removed and its check cell
 # replaced by a stub (tools/make_student.py); notebooks/ stays the single source.
