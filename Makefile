@@ -21,7 +21,7 @@ export OMP_NUM_THREADS ?= 1
 # whose ~/.local/share/jupyter holds a python3 kernel of another environment.
 export JUPYTER_PREFER_ENV_PATH = 1
 
-.PHONY: help venv book test lint student autograde clean distclean book-system book-latest linkcheck release-check
+.PHONY: help venv book test lint student autograde clean distclean book-system book-latest linkcheck release-check pdf pdf-deps
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
@@ -30,6 +30,8 @@ help:
 	@echo "make lint   ruff only;  make clean   remove build outputs"
 	@echo "make student  student edition of the graded chapters (nbgrader) in _build/course/release"
 	@echo "make autograde SUBMISSIONS=DIR  autograde DIR/<student>/<chapter>.ipynb (nbgrader)"
+	@echo "make pdf    the book as one PDF, _build/latex/$(PDF_NAME).pdf (needs XeLaTeX: see README)"
+	@echo "make pdf-deps  install the TeX Live packages of make pdf with apt-get (Debian/Ubuntu)"
 	@echo "make release-check  what a release needs (version, tags, stripped notebooks, both commands)"
 	@echo "make book-latest / book-system / linkcheck   the weekly checks of the workflows"
 
@@ -58,6 +60,26 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# The book as one PDF, through Jupyter Book's LaTeX builder and XeLaTeX (settings under
+# `latex:` in _config.yml). Not part of `make test` or CI: TeX Live is large (the README's
+# "PDF of the book" lists the packages). Executes every notebook, as `make book` does.
+PDF_NAME := in-context-recall-book
+# The Debian/Ubuntu packages it needs (about 350 MB installed), and a target that installs them.
+PDF_DEBIAN_PACKAGES := texlive-xetex texlive-latex-recommended texlive-latex-extra \
+  texlive-fonts-recommended fonts-freefont-otf latexmk
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+pdf-deps:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y --no-install-recommends $(PDF_DEBIAN_PACKAGES)
+
+pdf: venv
+	@command -v xelatex >/dev/null && command -v latexmk >/dev/null || \
+	  { echo "make pdf needs xelatex and latexmk: see the README, 'PDF of the book'"; exit 1; }
+	ICL_PROGRESS=0 LATEXMKOPTS="-interaction=nonstopmode -halt-on-error" \
+	  $(BIN)/jupyter-book build --builder pdflatex $(BOOK_ARGS)
+	test -s _build/latex/$(PDF_NAME).pdf
+	@echo "PDF: _build/latex/$(PDF_NAME).pdf"
 
 # Course use (book/course_guide.md): nbgrader, with notebooks/ as the single source.
 # student: nbgrader generate_assignment for every chapter holding exercises, in the course

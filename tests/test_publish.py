@@ -146,3 +146,32 @@ def test_a_plain_install_carries_every_subpackage():
     }
     assert folders <= found, f"not packaged: {sorted(folders - found)}"
     assert all(f.startswith("icl") for f in found)
+
+
+def _make_variable(makefile: str, name: str) -> str:
+    """The value of ``name := ...`` in the Makefile, continuation lines joined."""
+    m = re.search(rf"^{name} :=((?:.*\\\n)*.*)$", makefile, re.M)
+    assert m, f"no {name} in the Makefile"
+    return " ".join(m.group(1).replace("\\\n", " ").split())
+
+
+def test_pdf_target_matches_the_latex_settings_and_stays_out_of_the_tests():
+    """`make pdf` writes the file _config.yml names; the README lists the TeX packages that
+    `make pdf-deps` installs; neither `make test` nor the test workflow needs TeX."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    name = _make_variable(makefile, "PDF_NAME")
+    assert config["latex"]["latex_documents"]["targetname"] == f"{name}.tex"
+    assert config["latex"]["latex_engine"] == "xelatex"
+    for extra in config["sphinx"]["config"]["latex_additional_files"]:
+        assert (ROOT / extra).is_file(), extra
+    recipe = re.search(r"^pdf: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "--builder pdflatex" in recipe and "_build/latex/$(PDF_NAME).pdf" in recipe
+    test_recipe = re.search(r"^test: .*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "pdf" not in test_recipe
+    flow = (ROOT / ".github/workflows/test.yml").read_text(encoding="utf-8")
+    assert "make pdf" not in flow
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    for package in _make_variable(makefile, "PDF_DEBIAN_PACKAGES").split():
+        assert package in readme, f"README: name the Debian package {package}"
+    assert f"_build/latex/{name}.pdf" in readme
