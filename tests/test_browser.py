@@ -161,22 +161,22 @@ def _open(driver, site: Path, page: str) -> list[dict]:
     return driver.get_log("browser")
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_renders_offline(site, browser, page):
-    log = _open(browser, site, page)
+def _problems(driver, site: Path, page: str) -> list[str]:
+    """What is wrong with ``page`` as the browser shows it (an empty list: nothing)."""
+    log = _open(driver, site, page)
     problems = []
 
-    typeset = browser.execute_script("return document.querySelectorAll('mjx-container').length")
-    sources = browser.execute_script(
+    typeset = driver.execute_script("return document.querySelectorAll('mjx-container').length")
+    sources = driver.execute_script(
         "return document.querySelectorAll('.math, span.math, div.math').length"
     )
     if typeset == 0 or typeset < sources:
         problems.append(f"MathJax output: {typeset} mjx-container for {sources} formulas")
-    raw = sorted(set(RAW_TEX.findall(browser.execute_script(VISIBLE_PROSE_JS))))
+    raw = sorted(set(RAW_TEX.findall(driver.execute_script(VISIBLE_PROSE_JS))))
     if raw:
         problems.append(f"raw TeX left in the visible text: {raw}")
 
-    images = browser.execute_script(IMAGES_JS)
+    images = driver.execute_script(IMAGES_JS)
     figures = [src for src, _, _ in images if "_images/" in (src or "")]
     if not figures:
         problems.append("no figure on the page")
@@ -185,12 +185,12 @@ def test_page_renders_offline(site, browser, page):
         problems.append(f"images that did not load: {broken}")
 
     for host in ("mybinder.org", "colab.research.google.com"):
-        links = browser.execute_script(
+        links = driver.execute_script(
             "return document.querySelectorAll(arguments[0]).length", f'a[href*="{host}"]'
         )
         if not links:
             problems.append(f"no launch button to {host}")
-    if not browser.execute_script("return !!document.querySelector('.dropdown-launch-buttons')"):
+    if not driver.execute_script("return !!document.querySelector('.dropdown-launch-buttons')"):
         problems.append("no launch-button menu in the header")
 
     errors = [
@@ -199,4 +199,12 @@ def test_page_renders_offline(site, browser, page):
     ]
     if errors:
         problems.append(f"JavaScript errors: {[e['message'] for e in errors]}")
-    assert not problems, f"{page}:\n  " + "\n  ".join(problems)
+    return problems
+
+
+def test_pages_render_offline_in_chromium(site, browser):
+    # one test for both pages: under pytest-xdist two tests could land on two workers and
+    # build the pages twice
+    report = {page: _problems(browser, site, page) for page in PAGES}
+    bad = {page: p for page, p in report.items() if p}
+    assert not bad, "\n".join(f"{page}:\n  " + "\n  ".join(p) for page, p in bad.items())

@@ -264,8 +264,9 @@ def explorer_state(
 
 def _check_state(state: object) -> dict:
     state = check_instance("state", state, dict, "a dict returned by explorer_state")
-    missing = [k for k in ("alpha", "bayes", "Lambda", "construction_loss", "steps",
-                           "train_loss", "trajectory_loss") if k not in state]
+    missing = [k for k in ("alpha", "vocab_size", "seq_len", "lr", "attention", "family",
+                           "bayes", "Lambda", "construction_loss", "steps", "train_loss",
+                           "trajectory_loss") if k not in state]
     if missing:
         raise ValueError(f"state must come from explorer_state; it lacks the keys {missing}")
     return state
@@ -314,6 +315,11 @@ def draw_explorer_state(state: dict) -> Figure:
     bayes_panel(axes[0], state)
     construction_panel(axes[1], state)
     training_panel(axes[2], state)
+    fig.suptitle(
+        f"α = {state['alpha']:g}, N = {state['vocab_size']}, H = {state['seq_len']}, "
+        f"η = {state['lr']:g}, {state['attention']} attention, {state['family']} family",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
