@@ -102,6 +102,9 @@ def build(
 ) -> Path:
     """Build into ``out`` and return the site's folder (``out/_build/html``)."""
     out = out.resolve()
+    for page in pages or []:
+        if not any((ROOT / f"{page}{s}").is_file() for s in (".ipynb", ".md")):
+            raise FileNotFoundError(f"pages: no {page}.ipynb or {page}.md under {ROOT}")
     es5 = find_mathjax(mathjax)
     static = out / "static"
     if static.exists():
@@ -112,9 +115,6 @@ def build(
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT),
            "--config", str(config_path), "--path-output", str(out)]
     if pages:
-        for page in pages:
-            if not any((ROOT / f"{page}{s}").is_file() for s in (".ipynb", ".md")):
-                raise FileNotFoundError(f"pages: no {page}.ipynb or {page}.md under {ROOT}")
         toc_path = out / "_toc.yml"
         toc_path.write_text(yaml.safe_dump(pages_toc(pages), sort_keys=False), "utf-8")
         cmd += ["--toc", str(toc_path), "--all"]
