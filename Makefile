@@ -21,13 +21,14 @@ export OMP_NUM_THREADS ?= 1
 # whose ~/.local/share/jupyter holds a python3 kernel of another environment.
 export JUPYTER_PREFER_ENV_PATH = 1
 
-.PHONY: help venv book test lint student autograde clean distclean book-system book-latest linkcheck release-check pdf pdf-deps
+.PHONY: help venv book book-offline test lint student autograde clean distclean book-system book-latest linkcheck release-check pdf pdf-deps
 
 help:
 	@echo "make book   build the book into _build/html (executes every notebook)"
 	@echo "make test   ruff + pytest (unit tests, repo checks, notebooks in test mode)"
 	@echo "make venv   create $(VENV) ($(TORCH_SPEC) first, then -e .[book,test])"
 	@echo "make lint   ruff only;  make clean   remove build outputs"
+	@echo "make book-offline  the book with MathJax served from the site (reads without a network)"
 	@echo "make student  student edition of the graded chapters (nbgrader) in _build/course/release"
 	@echo "make autograde SUBMISSIONS=DIR  autograde DIR/<student>/<chapter>.ipynb (nbgrader)"
 	@echo "make pdf    the book as one PDF, _build/latex/$(PDF_NAME).pdf (needs XeLaTeX: see README)"
@@ -54,6 +55,14 @@ BOOK_ARGS := --all -W -n --keep-going .
 book: venv
 	ICL_PROGRESS=0 $(BIN)/jupyter-book build $(BOOK_ARGS)
 
+# The book to read without a network connection: as `make book`, but MathJax 3 comes from
+# a local copy (npm's mathjax@3, installed into _build/mathjax on first use, which needs npm)
+# served with the site. Site: _build/offline/_build/html (tools/offline_book.py).
+book-offline: venv
+	ICL_PROGRESS=0 $(BIN)/python tools/offline_book.py --out _build/offline
+
+# tests/test_browser.py runs only with ICL_BROWSER_TEST=1 (.ci/run sets it): it builds two
+# pages and opens them in the system's headless Chromium.
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)

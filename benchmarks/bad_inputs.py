@@ -518,6 +518,23 @@ bad("viz.explorer.construction_state", "Lambda", "vize.construction_state(TN, {v
 bad("viz.explorer.construction_state", "attention",
     "vize.construction_state(TN, 1.0, attention={v})", ['"x"'])
 bad("viz.explorer.construction_state", "task", "vize.construction_state({v}, 1.0)", ['"x"'])
+bad("viz.explorer.explorer_state", "lr", "vize.explorer_state(TN, {v})",
+    ["0.0", "-1.0", "nan", '"x"', "True", "100.0"])
+bad("viz.explorer.explorer_state", "attention", "vize.explorer_state(TN, 0.1, {v})", ['"x"'])
+bad("viz.explorer.explorer_state", "family", "vize.explorer_state(TN, 0.1, family={v})",
+    ['"x"', "None"])
+bad("viz.explorer.explorer_state", "sizes", "vize.explorer_state(TN, 0.1, sizes={v})",
+    ['"x"', "{'steps': 3}"])
+bad("viz.explorer.explorer_state", "task", "vize.explorer_state({v}, 0.1)", ['"x"'])
+bad("viz.explorer.ExplorerSizes", "steps", "vize.ExplorerSizes(steps={v})",
+    ["0", "10**9", "True", '"3"'])
+bad("viz.explorer.ExplorerSizes", "batch_size", "vize.ExplorerSizes(batch_size={v})",
+    ["0", "10**9"])
+bad("viz.explorer.ExplorerSizes", "lambda_max", "vize.ExplorerSizes(lambda_max={v})",
+    ["0.0", "nan", "inf"])
+bad("viz.explorer.ExplorerSizes", "seed", "vize.ExplorerSizes(seed={v})", ["-1", "1.5"])
+bad("viz.explorer.draw_explorer_state", "state", "vize.draw_explorer_state({v})",
+    ['"x"', "{'alpha': 0.2}"])
 bad("viz.style.band", "runs", "style.band(AX, [0, 1, 2], {v})",
     ["np.ones((2, 4))", '"x"'])
 bad("viz.style.band", "spread", "style.band(AX, [0, 1, 2], np.ones((2, 3)), spread={v})",

@@ -14,7 +14,8 @@ training and rate fits. Everything else is imported by module, one module per id
   ``finite`` (ch. 4), ``shifts`` (ch. 5); ``symbolic.bayes`` (ch. 2) and
   ``symbolic.construction`` (ch. 3) for the SymPy derivations;
 - ``viz``: every figure, one module per chapter, one shared ``viz.style``; the
-  construction explorer is ``viz.explorer``.
+  interactive explorers (chapter 3's construction, the explorer page) are
+  ``viz.explorer``.
 
 ``CONTRIBUTING.md`` describes the layers and the test that enforces them.
 """

@@ -36,6 +36,8 @@ CHAPTERS = [
     "07_open_questions",
     "08_standard_transformer",
 ]
+#: the explorer: the last entry of the Chapters part, after the chapters it draws on
+EXPLORER = "explorer"
 #: notebooks of the book's Reference part (after the chapters in the table of contents)
 REFERENCE_NOTEBOOKS = ["performance", "errors"]
 SYNC_HINT = "run `.venv/bin/python tools/sync_setup_cell.py` to fix"
@@ -61,7 +63,7 @@ def _rel(path: Path) -> str:
 
 
 def test_chapter_notebooks_exist():
-    missing = [c for c in CHAPTERS if not (NOTEBOOK_DIR / f"{c}.ipynb").is_file()]
+    missing = [c for c in [*CHAPTERS, EXPLORER] if not (NOTEBOOK_DIR / f"{c}.ipynb").is_file()]
     assert not missing, f"chapter notebooks not written yet: {missing}"
 
 
@@ -178,6 +180,8 @@ def test_toc_lists_the_chapters_in_order():
     chapters = [e for e in entries if re.match(r"notebooks/\d", e)]
     assert chapters == [f"notebooks/{c}" for c in CHAPTERS]
     parts = _load_yaml("_toc.yml")["parts"]
+    first = next(p for p in parts if p["caption"] == "Chapters")
+    assert first["chapters"][-1]["file"] == f"notebooks/{EXPLORER}"
     reference = next(p for p in parts if p["caption"] == "Reference")
     listed = [c["file"] for c in reference["chapters"] if c["file"].startswith("notebooks/")]
     assert listed == [f"notebooks/{n}" for n in REFERENCE_NOTEBOOKS]
