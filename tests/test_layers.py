@@ -62,6 +62,9 @@ LAYERS: dict[str, int] = {
     "icl.viz.reproduction": 9,
     "icl.checks": 9,
     "icl.checks.task": 10,
+    "icl.checks.generalization": 10,
+    "icl.checks.reproduction": 10,
+    "icl.checks.classification": 10,
     "icl.reproduce": 10,
     "icl.__main__": 11,
 }
