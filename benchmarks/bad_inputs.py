@@ -491,6 +491,28 @@ bad("checks.task", "strict", "icl.checks.task.recover_output(bayes.recover_outpu
     ['"yes"', "1"])
 bad("checks.task", "n_cases", "icl.checks.task.overlap_probability(None, n_cases={v})",
     ["0", "10**6", "2.5"])
+bad("checks.generalization", "seed",
+    "icl.checks.generalization.alpha_shift_limit(None, seed={v})", ["-1", "True", '"x"'])
+bad("checks.generalization", "n_cases",
+    "icl.checks.generalization.freeze_value(None, n_cases={v})", ["0", "2.5"])
+bad("checks.generalization", "strict",
+    "icl.checks.generalization.context_free_risk(None, strict={v})", ['"yes"', "1"])
+bad("checks.reproduction", "seed", "icl.checks.reproduction.rate_slope(None, seed={v})",
+    ["-1", "True"])
+bad("checks.reproduction", "n_cases",
+    "icl.checks.reproduction.float32_stall(None, n_cases={v})", ["0", "10**6"])
+bad("checks.reproduction", "strict",
+    "icl.checks.reproduction.softmax_limit(None, strict={v})", ['"yes"'])
+bad("checks.classification", "batch_size",
+    "icl.checks.classification.prediction(None, batch_size={v})", ["0", "2.5"])
+bad("checks.classification", "seed",
+    "icl.checks.classification.bayes_accuracy(None, seed={v})", ["-1", '"x"'])
+bad("checks.classification", "strict",
+    "icl.checks.classification.squared_loss_scale(None, strict={v})", ['"yes"', "1"])
+bad("float32_stall", "lr", "dynamics.float32_stall(TN, {v})", ["0", "-0.1", "nan", '"x"'])
+bad("float32_stall", "task", "dynamics.float32_stall({v}, 0.1)", ["T", '"x"'])
+bad("squared_loss_scale", "r", "icl.classification.theory.squared_loss_scale({v})",
+    ["0", "-1", "nan", '"x"'])
 bad("chi_square", "counts", "laws.chi_square({v}, [0.5, 0.5])",
     ['"x"', "[1, 2, 3]", "[-1, 2]", "[nan, 1]"])
 bad("chi_square", "probs", "laws.chi_square([1, 2], {v})", ['"x"', "[nan, 0.5]"])
@@ -579,6 +601,9 @@ from icl.viz import task as vizt
 from icl.viz import training as vizr
 from icl.symbolic import bayes as symb
 from icl.symbolic import construction as symc
+import icl.checks.classification
+import icl.checks.generalization
+import icl.checks.reproduction
 import icl.checks.task
 
 nan, inf = float("nan"), float("inf")

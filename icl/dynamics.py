@@ -68,6 +68,7 @@ from .validate import (
 
 __all__ = [
     "excess_bound",
+    "float32_stall",
     "local_slope",
     "noiseless_balance_efficiency",
     "normalized_gd_excess",
@@ -214,6 +215,26 @@ def normalized_gd_trajectory(task: RecallTask, lr: float, t) -> np.ndarray | flo
     tt = _check_t(t)
     scale = 1.0 if task.noisy else 1.0 / math.sqrt(task.n_triggers)
     return _out(eta * scale * tt)
+
+
+def float32_stall(task: RecallTask, lr: float) -> tuple[float, int]:
+    """``(Λ, t)`` at which normalised GD of the noisy construction stops, in float32.
+
+    The derivative of a sequence's loss in ``Λ`` is ``-(1 - p_y - p_τ)``, the mass on the
+    ``N - 2`` other tokens, ``≈ (N-2)(1-α) e^{-Λ}`` (chapter 4). In float32 it is exactly
+    0 once that mass is below the machine epsilon ``ε = 2^{-23}`` next to 1, i.e. from
+    ``Λ* = log((N-2)(1-α)/ε)`` on; ``Λ_t = ηt`` crosses it at step ``t = ⌈Λ*/η⌉``, where
+    training stops (a zero gradient is not normalised). Returns ``(ηt, t)``, the book's
+    [D], checked against :func:`icl.train` in ``tests/test_dynamics.py``.
+    """
+    task = _check_task(task)
+    eta = _check_lr(lr)
+    if not task.noisy:
+        raise ValueError("task must be noisy (alpha > 0) for float32_stall, got alpha = 0")
+    c = (task.vocab_size - 2) * (1.0 - task.alpha)
+    lam = math.log(c / float(torch.finfo(torch.float32).eps))
+    steps = max(math.ceil(lam / eta - 1e-9), 0)
+    return eta * steps, steps
 
 
 def excess_bound(task: RecallTask, lr: float, t) -> np.ndarray | float:

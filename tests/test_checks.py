@@ -3,14 +3,23 @@ helpful message that does not give the answer away, and explains broken answers.
 
 from __future__ import annotations
 
+import math
 import re
 
+import numpy as np
 import pytest
 import sympy as sp
 import torch
+from scipy.stats import norm
 
+import icl.checks.classification as cls_check
+import icl.checks.generalization as gen_check
+import icl.checks.reproduction as rep_check
 import icl.checks.task as check
-from icl import bayes, checks, laws
+from icl import bayes, checks, dynamics, laws, shifts, softmax_construction
+from icl.classification import data as cls_data
+from icl.classification import model as cls_model
+from icl.classification import theory as cls_theory
 
 H = sp.Symbol("H")
 S = H - 2
@@ -39,8 +48,88 @@ def _no_tau_excluded(task):
     return n / k, (1 - 1 / k) ** n
 
 
+# ------------------------------------------------ chapter 5, 6 and R2 references and mistakes
+ALPHA, K, R = sp.Symbol("alpha", positive=True), sp.Symbol("K", positive=True), sp.Symbol("r")
+H_B = -ALPHA * sp.log(ALPHA) - (1 - ALPHA) * sp.log(1 - ALPHA)
+
+
+def _freeze(net):
+    with torch.no_grad():
+        net.V.copy_(torch.eye(net.d_model))
+    net.V.requires_grad_(False)
+
+
+def _freeze_but_trainable(net):
+    """Sets V = I and forgets to exclude it from training."""
+    with torch.no_grad():
+        net.V.copy_(torch.eye(net.d_model))
+
+
+def _softmax_bound(task):
+    """The lower bound of chapter 6 (section 6.1) taken for the limit."""
+    N, a = task.vocab_size, task.alpha
+    if a == 0:
+        return math.log1p((N - 1) / math.e)
+    return bayes.bayes_risk(a) + (1 - a) * math.log1p((N - 2) / math.e)
+
+
+def _stall_float64(task, lr):
+    lam = math.log((task.vocab_size - 2) * (1 - task.alpha) / 2.0**-52)
+    return lam, math.ceil(lam / lr)
+
+
+def _stall_steps_times_lr(task, lr):
+    lam, _ = dynamics.float32_stall(task, lr)
+    return lam, lam * lr
+
+
+def _predict(prompts, w):
+    return cls_model.logits(cls_data.context_statistic(prompts), w, prompts.xq)
+
+
+def _predict_01_labels(prompts, w):
+    b = (prompts.labels.double().unsqueeze(-1) * prompts.x).mean(1)
+    return torch.einsum("bi,ij,bj->b", b, w, prompts.xq)
+
+
+def _predict_transposed(prompts, w):
+    return _predict(prompts, w.T.contiguous())
+
+
+def _predict_sum(prompts, w):
+    return _predict(prompts, w) * prompts.length
+
+
+def _accuracy_power_c(r, c):
+    """Φ(z + r)^c instead of ^(c - 1): counts the true class among its competitors."""
+    z, wts = np.polynomial.hermite_e.hermegauss(80)
+    return float(np.sum(wts * norm.cdf(z + r) ** c) / math.sqrt(2 * math.pi))
+
+
 # (check, reference answer, wrong answers: plausible student mistakes)
 CASES = {
+    "alpha_shift_limit": (gen_check.alpha_shift_limit,
+                          lambda at, ae: bayes.bayes_risk(ae) + bayes.kl_bernoulli(ae, at),
+                          [lambda at, ae: bayes.bayes_risk(ae),
+                           lambda at, ae: bayes.bayes_risk(ae) + bayes.kl_bernoulli(at, ae)]),
+    "freeze_value": (gen_check.freeze_value, _freeze,
+                     [_freeze_but_trainable, lambda net: net.V.requires_grad_(False)]),
+    "context_free_risk": (gen_check.context_free_risk, H_B + (1 - ALPHA) * sp.log(K),
+                          [sp.log(K), (1 - ALPHA) * sp.log(K), H_B + sp.log(K)]),
+    "rate_slope": (rep_check.rate_slope,
+                   lambda task, lr: -float(dynamics.normalized_gd_trajectory(task, lr, 1.0)),
+                   [lambda task, lr: -lr if task.noisy else -lr / task.n_triggers,
+                    lambda task, lr: -lr, lambda task, lr: lr]),
+    "softmax_limit": (rep_check.softmax_limit, softmax_construction.softmax_unscaled_floor,
+                      [_softmax_bound, lambda task: bayes.bayes_risk(task.alpha)]),
+    "float32_stall": (rep_check.float32_stall, dynamics.float32_stall,
+                      [_stall_float64, _stall_steps_times_lr]),
+    "prediction": (cls_check.prediction, _predict,
+                   [_predict_01_labels, _predict_transposed, _predict_sum]),
+    "squared_loss_scale": (cls_check.squared_loss_scale, 2 / (2 + R**2),
+                           [2 / R**2, 1 / (1 + R**2)]),
+    "bayes_accuracy": (cls_check.bayes_accuracy, cls_theory.bayes_accuracy,
+                       [lambda r, c: norm.cdf(r / math.sqrt(2)), _accuracy_power_c]),
     "ood_exposure": (check.ood_exposure, laws.filler_exposure,
                      [_noiseless_formula, _no_tau_excluded]),
     "overlap_probability": (check.overlap_probability, (3 * S - 2) / S**2,
@@ -179,3 +268,94 @@ def test_references_against_the_sampler():
     assert abs(lost - p_lost) < 5 * (p_lost * (1 - p_lost) / n) ** 0.5
     with pytest.raises(ValueError, match="seq_len"):
         laws.overlap_probability(3)
+
+
+def test_chapters_5_6_r2_checks_do_not_leak_the_reference(capsys):
+    """The wrong answers' messages hold neither the reference number nor the formula."""
+    gen_check.alpha_shift_limit(lambda at, ae: bayes.bayes_risk(ae))
+    ref = bayes.bayes_risk(0.5) + bayes.kl_bernoulli(0.5, 0.2)
+    out = capsys.readouterr().out
+    assert "too low" in out and f"{ref:.6g}" not in out and "KL" not in out
+    gen_check.context_free_risk(sp.log(K))
+    out = capsys.readouterr().out
+    assert f"{shifts.context_free_risk(check.RecallTask(alpha=0.5)):.6g}" not in out
+    assert "log" not in out.split("Hint:")[0]
+    rep_check.softmax_limit(_softmax_bound)
+    out = capsys.readouterr().out
+    assert "too low" in out
+    assert f"{softmax_construction.softmax_unscaled_floor(check.RecallTask(alpha=0.5)):.6g}" \
+        not in out
+    rep_check.float32_stall(_stall_float64)
+    out = capsys.readouterr().out
+    lam, steps = dynamics.float32_stall(check.RecallTask(alpha=0.5), 0.05)
+    assert "too high" in out and f"{lam:.6g}" not in out and str(steps) not in out
+    rep_check.rate_slope(lambda task, lr: -lr if task.noisy else -lr / task.n_triggers)
+    out = capsys.readouterr().out
+    assert "sqrt" not in out and "√" not in out
+    cls_check.squared_loss_scale(2 / R**2)
+    out = capsys.readouterr().out
+    assert f"{cls_theory.squared_loss_scale(1.5):.6g}" not in out and "2 + r" not in out
+    cls_check.bayes_accuracy(lambda r, c: norm.cdf(r / math.sqrt(2)))
+    out = capsys.readouterr().out
+    assert f"{cls_theory.bayes_accuracy(1.5, 4):.6g}" not in out
+    cls_check.prediction(_predict_01_labels)
+    out = capsys.readouterr().out
+    assert "expected" not in out
+
+
+def test_chapters_5_6_r2_checks_explain_wrong_types(capsys):
+    assert not gen_check.context_free_risk(1.386)
+    assert "single number" in capsys.readouterr().out
+    assert not gen_check.context_free_risk(sp.log(sp.Symbol("O")))
+    assert "alpha and K" in capsys.readouterr().out
+    assert gen_check.context_free_risk(shifts.context_free_risk)  # a function of the task
+    capsys.readouterr()
+    assert not gen_check.freeze_value(lambda net: icl_model_copy(net))
+    assert "in place" in capsys.readouterr().out
+    assert not rep_check.float32_stall(lambda task, lr: 19.3)
+    assert "pair" in capsys.readouterr().out
+    assert not rep_check.softmax_limit(lambda task: float("nan"))
+    assert "NaN" in capsys.readouterr().out
+    assert not cls_check.prediction(lambda p, w: _predict(p, w)[:, None])
+    assert "squeeze" in capsys.readouterr().out
+    assert not cls_check.prediction(lambda p, w: _predict(p, w)[:-1])
+    assert "shape" in capsys.readouterr().out
+    assert not cls_check.squared_loss_scale(0.47)
+    assert "single number" in capsys.readouterr().out
+    assert cls_check.squared_loss_scale(cls_theory.squared_loss_scale)  # a function of r
+    capsys.readouterr()
+    for stub_check in (gen_check.freeze_value, rep_check.rate_slope, cls_check.prediction):
+        with pytest.raises(NotImplementedError, match="write its body"):
+            stub_check(_stub)
+
+
+def icl_model_copy(net):
+    """Returns a frozen copy instead of changing the model it is given."""
+    import copy
+
+    other = copy.deepcopy(net)
+    _freeze(other)
+    return other
+
+
+def _stub(*args):
+    raise NotImplementedError()
+
+
+def test_chapters_5_6_r2_checks_other_seeds_and_options(capsys):
+    for seed in (1, 7):
+        assert gen_check.alpha_shift_limit(CASES["alpha_shift_limit"][1], seed=seed)
+        assert gen_check.context_free_risk(CASES["context_free_risk"][1], seed=seed)
+        assert rep_check.rate_slope(CASES["rate_slope"][1], seed=seed)
+        assert rep_check.softmax_limit(softmax_construction.softmax_unscaled_floor, seed=seed)
+        assert rep_check.float32_stall(dynamics.float32_stall, seed=seed)
+        assert cls_check.prediction(_predict, seed=seed, batch_size=16)
+        assert cls_check.squared_loss_scale(2 / (2 + R**2), seed=seed)
+        assert cls_check.bayes_accuracy(cls_theory.bayes_accuracy, seed=seed)
+    assert gen_check.freeze_value(_freeze, seed=5, n_cases=1)
+    with pytest.raises(ValueError, match="seed"):
+        rep_check.rate_slope(CASES["rate_slope"][1], seed=-1)
+    with pytest.raises(TypeError, match="strict"):
+        cls_check.bayes_accuracy(cls_theory.bayes_accuracy, strict="yes")
+    with pytest.raises(ValueError, match="n_cases"):
+        gen_check.freeze_value(_freeze, n_cases=0)

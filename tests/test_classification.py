@@ -227,6 +227,21 @@ def test_bayes_constants():
         theory.bayes_posterior(st.means, t.cov_inv, st.xq, [0.5, 0.6])
 
 
+def test_squared_loss_scale_minimises_the_squared_loss():
+    """β = 2/(2 + r²) is where the closed-form squared loss is smallest; least squares agrees."""
+    for r in (0.5, 1.5, 3.0):
+        beta = theory.squared_loss_scale(r)
+        loss = lambda b, r=r: 1 - b * r * r + b * b / 4 * (2 * r * r + r**4)  # noqa: E731
+        assert loss(beta) < min(loss(beta - 1e-3), loss(beta + 1e-3))
+    t = data.default_task(r=1.5, seed=0)
+    f = training.features(data.sample_statistics(t, None, 50_000, seed=31))
+    w = torch.linalg.lstsq(f.phi, f.y.unsqueeze(1)).solution.reshape(t.d, t.d)
+    assert float(torch.trace(w @ t.cov)) / t.d == pytest.approx(theory.squared_loss_scale(1.5),
+                                                                abs=0.006)
+    with pytest.raises(ValueError, match="r"):
+        theory.squared_loss_scale(0.0)
+
+
 def test_optimal_scale_against_reference():
     assert theory.optimal_scale(None) == 2.0
     for n in (4, 32):

@@ -32,12 +32,13 @@ from nbgrader.api import Gradebook  # noqa: E402
 from tools import course  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+#: the chapters and the related results (r1, r2)
+CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: chapters still in the old format (exercise + dropdown solution + check cell), converted
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
-    "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
-    "06_reproduction", "07_open_questions", "08_standard_transformer",
+    "02_bayes_risk", "03_optimal_transformer", "04_training",
+    "07_open_questions", "08_standard_transformer", "r1_lsa",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
 #: that replaces the ``### BEGIN SOLUTION … ### END SOLUTION`` region of its answer cell
@@ -50,6 +51,30 @@ WRONG = {
     # the token after the first q (tau when the noise pair comes first)
     "ex-task-recover": "    hit = tokens[:, :-2] == tokens[:, -1:]\n"
     "    return tokens[:, 1:-1].gather(1, hit.int().argmax(1, keepdim=True)).squeeze(1)",
+    # chapter 5: the Bayes risk of the test level (forgets the mismatch with training)
+    "ex-generalization-alpha-shift": "    return icl.bayes_risk(alpha_test)",
+    # sets V = I but leaves it trainable
+    "ex-generalization-freeze-v": "    with torch.no_grad():\n"
+    "        net.V.copy_(torch.eye(net.d_model))",
+    # forgets that a fraction alpha of the targets is tau
+    "ex-generalization-context-free": "risk = sympy.log(K)",
+    # float64 resolution instead of float32
+    "ex-reproduction-float32":
+    "    lam = math.log((task.vocab_size - 2) * (1 - task.alpha) / 2.0**-52)\n"
+    "    return lam, math.ceil(lam / lr)",
+    # the lower bound of section 6.1 instead of the limit
+    "ex-reproduction-softmax-limit": "    N, alpha = task.vocab_size, task.alpha\n"
+    "    return icl.bayes_risk(alpha) + (1 - alpha) * math.log1p((N - 2) / math.e)",
+    # the later version's main text: eta / |Q| for the noiseless task
+    "ex-reproduction-rate-slope": "    return -lr if task.alpha > 0 else -lr / task.n_triggers",
+    # R2: forgets the noise of y_q L' (only its mean)
+    "ex-classification-squared-loss": "beta = 2 / r**2",
+    # the two-class formula for every c
+    "ex-classification-four-classes": "    return norm.cdf(r / math.sqrt(2))",
+    # the classes 0/1 used as labels
+    "ex-classification-prediction":
+    "    b = (prompts.labels.to(prompts.x.dtype).unsqueeze(-1) * prompts.x).mean(1)\n"
+    "    return torch.einsum(\"bi,ij,bj->b\", b, w, prompts.xq)",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)

@@ -90,6 +90,20 @@ def test_normalised_sgd_gives_lambda_eta_t_with_stochastic_batches():
     assert np.all(D.excess_bound(NOISY, 0.25, hist.step_array) >= hist.excess() - 1e-9)
 
 
+def test_float32_stall_is_where_training_stops():
+    """In float32 the gradient vanishes at Λ* = log((N-2)(1-α)/ε): Λ stops at ⌈Λ*/η⌉ η."""
+    for alpha, lr in ((0.5, 0.5), (0.2, 0.75)):
+        task = icl.RecallTask(alpha=alpha, seq_len=16)
+        lam_stop, steps = D.float32_stall(task, lr)
+        assert lam_stop == pytest.approx(lr * steps) and 19 < lam_stop < 21
+        model = icl.OneLayerTransformer(task, "linear", "reparam")  # float32
+        icl.train(model, task, steps + 15, lr, batch_size=16, seed=0, eval_every=steps + 15,
+                  eval_size=16, ood=False, progress=False)
+        assert float(model.Lambda.detach()) == pytest.approx(lam_stop, abs=1e-4)
+    with pytest.raises(ValueError, match="noisy"):
+        D.float32_stall(NOISELESS, 0.1)
+
+
 def test_noiseless_mean_lambda_at_most_eta_t_over_sqrt_q():
     model = icl.OneLayerTransformer(NOISELESS, "linear", "reparam", dtype=torch.float64)
     lr, steps = 0.1, 80

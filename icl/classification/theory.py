@@ -59,6 +59,7 @@ __all__ = [
     "optimal_scale",
     "rate_factor",
     "scale_coefficient",
+    "squared_loss_scale",
     "unequal_norm_bias",
 ]
 
@@ -284,6 +285,17 @@ def ce_excess_limit(alpha: float, *, r: float = 1.5, nodes: int = 200) -> float:
     p, lm = expit(lo), alpha * lo / 2
     kl = p * (log_expit(lo) - log_expit(lm)) + (1 - p) * (log_expit(-lo) - log_expit(-lm))
     return float(np.sum(w * kl))
+
+
+def squared_loss_scale(r: float) -> float:
+    """``β = 2/(2 + r²)``: the minimiser ``βΛ^{-1}`` of the squared loss at ``N = ∞``.
+
+    With ``W = βΛ^{-1}`` the output is ``ŷ = (β/2) L'`` with ``y_q L' ~ N(r², 2r²)``, so
+    ``E(y_q - ŷ)² = 1 - βr² + (β²/4)(2r² + r⁴)``, minimal at ``β = 2/(2 + r²)`` (the book's
+    [D]; the logistic loss gives ``2``).
+    """
+    r = check_real("r", r, low=0.0, low_open=True)
+    return 2.0 / (2.0 + r * r)
 
 
 def unequal_norm_bias(r: float, ratio: float) -> float:
