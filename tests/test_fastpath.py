@@ -57,6 +57,48 @@ def test_closed_form_step_matches_autograd_through_dense(alpha, family, attentio
 
 
 @pytest.mark.parametrize(("alpha", "family", "attention", "kappa"), CASES)
+@pytest.mark.parametrize("random", [False, True], ids=["zero", "random"])
+def test_fused_step_matches_autograd_through_dense(alpha, family, attention, kappa, random):
+    """Verification: the loss and ∂L/∂θ of the training step without autograd
+    (``icl.training._FusedStep``, every family's parameters θ) equal autograd's through the
+    dense reference; and one fused update equals ``normalized_step`` on those gradients."""
+    from icl.training import _FusedStep
+
+    task = icl.RecallTask(alpha=alpha, seq_len=24)
+    batch = task.sample(48, seed=1)
+    model = _model(task, attention, family, kappa, random)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = torch.nn.functional.cross_entropy(model(batch.tokens, path="dense").xi,
+                                             batch.targets)
+    g_dense = torch.autograd.grad(loss, params)
+    plan = _FusedStep.of(model, params)
+    fused_loss, g_fused = plan.gradients(batch.tokens, batch.targets)
+    torch.testing.assert_close(fused_loss, loss.detach(), rtol=0, atol=1e-12)
+    for a, b in zip(g_fused, g_dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    expected = [(p - 0.1 * g / torch.linalg.vector_norm(g)) if float(g.abs().sum()) else p
+                for p, g in zip((p.detach().clone() for p in params), g_dense, strict=True)]
+    plan.step(batch.tokens, batch.targets, 0.1, True)
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=0, atol=1e-12)
+
+
+def test_fused_step_follows_the_parameters_and_their_device_copies():
+    """Consistency: the plan kept on a model is rebuilt when its parameters are replaced
+    (``model.to(dtype)``) and reads their current values at every step."""
+    from icl.training import _FusedStep
+
+    task = icl.RecallTask(alpha=0.3, seq_len=12)
+    model = icl.OneLayerTransformer(task, "softmax", "origin")
+    params = list(model.parameters())
+    plan = _FusedStep.of(model, params)
+    assert _FusedStep.of(model, params) is plan
+    model.double()
+    params = list(model.parameters())
+    assert _FusedStep.of(model, params) is not plan
+
+
+@pytest.mark.parametrize(("alpha", "family", "attention", "kappa"), CASES)
 def test_fast_parts_match_dense(alpha, family, attention, kappa):
     """Verification: the three logits of the fast path and their gradients (through every
     part, not only ξ) equal the dense ones."""
