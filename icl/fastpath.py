@@ -340,8 +340,8 @@ def fused_step_grads(
         (r, ξ_direct) = Q_{j_1} + Q_{j_2},     A = Σ_h σ(s)_h x_h  (:class:`Attend`),
         ξ = ξ_direct + A Mᵀ,                  L = mean_b (logsumexp ξ_b - ξ_{b, target}),
 
-    and the backward pass ``G = (softmax ξ - onehot)/B``, ``∂L/∂M = Gᵀ A``,
-    ``∂L/∂A = G M``, ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂Q`` adds the row
+    and the backward pass ``G = (softmax ξ - onehot)/B`` (as autograd computes it),
+    ``∂L/∂M = Gᵀ A``, ``∂L/∂A = G M``, ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂Q`` adds the row
     ``(∂L/∂r, G)`` at rows ``j_1`` and ``j_2``. Returns the loss (a 0-d tensor).
     Checked against autograd through the dense reference in ``tests/test_fastpath.py``.
     """
@@ -355,14 +355,16 @@ def fused_step_grads(
     j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
     rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
     RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
-    A, saved = _attend_forward(tokens, RD[:, : 2 * n], attention)
+    A, saved = _attend_forward(tokens, RD[:, : 2 * n].contiguous(), attention)
     xi = torch.addmm(RD[:, 2 * n :], A, M.T)
     logp = torch.log_softmax(xi, dim=1)
     t = targets.view(B, 1)
     loss = logp.gather(1, t).mean().neg_()
-    G = logp.exp_()
-    G.scatter_add_(1, t, _minus_ones(B, G.dtype, G.device))
-    G.mul_(1.0 / B)
+    # G by the kernel autograd's cross-entropy uses (bit for bit the same gradient: where
+    # the gradient is at float32's resolution, as near the stall of the model page §5,
+    # a different rounding would decide differently whether a step moves)
+    dlogp = torch.zeros_like(logp).scatter_(1, t, _minus_ones(B, logp.dtype, logp.device))
+    G = torch._log_softmax_backward_data(dlogp.mul_(1.0 / B), logp, 1, logp.dtype)
     torch.mm(G.T, A, out=dM)
     dr = _attend_backward(G @ M, tokens, attention, saved)
     dRG = torch.cat([dr, G], dim=1)

@@ -83,6 +83,32 @@ def test_fused_step_matches_autograd_through_dense(alpha, family, attention, kap
         torch.testing.assert_close(p.detach(), e, rtol=0, atol=1e-12)
 
 
+def test_fused_step_stalls_where_autograd_stalls_in_float32():
+    """Verification: in float32 the fused step's gradient is autograd's bit for bit on the
+    noisy ``reparam`` model, so normalised GD stops at the same ``Λ`` near the float32
+    resolution (the model page §5; chapter 4 asserts where) instead of moving on
+    rounding noise."""
+    from icl.training import _apply_update, _FusedStep
+
+    task = icl.RecallTask(vocab_size=20, seq_len=16, alpha=0.2)
+    runs = []
+    for fused in (True, False):
+        model = icl.OneLayerTransformer(task, "linear", "reparam")
+        params = [model.Lambda]
+        g = torch.Generator().manual_seed(0)
+        for _ in range(30):
+            b = task.sample(8, generator=g)
+            if fused:
+                _FusedStep.of(model, params).step(b.tokens, b.targets, 1.0, True)
+            else:
+                xi = model(b.tokens).xi
+                grads = torch.autograd.grad(
+                    torch.nn.functional.cross_entropy(xi, b.targets), params)
+                _apply_update(params, list(grads), 1.0, True)
+        runs.append(float(model.Lambda))
+    assert runs[0] == runs[1] < 30.0
+
+
 def test_fused_step_follows_the_parameters_and_their_device_copies():
     """Consistency: the plan kept on a model is rebuilt when its parameters are replaced
     (``model.to(dtype)``) and reads their current values at every step."""
