@@ -331,6 +331,12 @@ def test_perf_helpers_validate_and_run():
     assert perf.step_time(task, "softmax", "reparam_w", batch_size=8, number=2, repeats=1) > 0
     assert perf.dense_step_time(task, batch_size=4, number=1, repeats=1) > 0
     assert perf.finite_step_time(task, 16, batch_size=8, number=1, repeats=1) >= 0
+    passes = perf.token_pass_time(8, 16, 6, number=2, repeats=1)
+    assert set(passes) == {"gather", "scatter_add", "shift", "floor"}
+    assert passes["floor"] == pytest.approx(
+        2 * (passes["gather"] + passes["scatter_add"] + 2 * passes["shift"]))
+    with pytest.raises(ValueError, match="seq_len"):
+        perf.token_pass_time(8, 1)
     fit = perf.fit_exponent([1, 2, 4, 8], [3.0, 6.0, 12.0, 24.0])
     assert abs(fit.slope - 1.0) < 1e-12
     counts = perf.op_counts(**perf.PAPER_SIZES)
