@@ -277,7 +277,7 @@ def train(
                 order = torch.randperm(data.batch_size, generator=g_train, device=dev)
                 cursor = 0
             idx = order[cursor : cursor + batch_size]
-            tokens, targets = data.tokens[idx], data.targets[idx]
+            tokens, targets = data.tokens.index_select(0, idx), data.targets.index_select(0, idx)
             cursor += batch_size
         losses[step - 1] = _train_step(model, params, tokens, targets, lr, normalized)
         if step % eval_every == 0 or step == steps:
