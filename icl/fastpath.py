@@ -33,9 +33,12 @@ __all__ = [
     "Attend",
     "StepLogits",
     "attend",
+    "fused_step_grads",
     "interleave",
     "pair_scores",
     "scratch",
+    "step_layout_index",
+    "step_layout_size",
     "structured_logits",
 ]
 
