@@ -148,7 +148,8 @@ def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
     if attention == "softmax":
         a = saved
         g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
-        return _pair_scatter((g - (a * g).sum(dim=-1, keepdim=True)).mul_(a), tokens, n)
+        # a ⊙ (g - ⟨a, g⟩) by torch's softmax-backward kernel (one call, autograd's own)
+        return _pair_scatter(torch._softmax_backward_data(g, a, -1, a.dtype), tokens, n)
     w = _weights(B, H, grad_A.dtype, grad_A.device)
     g = _pair_gather(grad_A, tokens, w[:, :, 0])  # ∂L/∂a = ∂L/∂s for linear attention
     if attention == "relu":
