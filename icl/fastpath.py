@@ -33,9 +33,12 @@ __all__ = [
     "Attend",
     "StepLogits",
     "attend",
+    "fused_step_grads",
     "interleave",
     "pair_scores",
     "scratch",
+    "step_layout_index",
+    "step_layout_size",
     "structured_logits",
 ]
 
@@ -145,7 +148,8 @@ def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
     if attention == "softmax":
         a = saved
         g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
-        return _pair_scatter((g - (a * g).sum(dim=-1, keepdim=True)).mul_(a), tokens, n)
+        # a ⊙ (g - ⟨a, g⟩) by torch's softmax-backward kernel (one call, autograd's own)
+        return _pair_scatter(torch._softmax_backward_data(g, a, -1, a.dtype), tokens, n)
     w = _weights(B, H, grad_A.dtype, grad_A.device)
     g = _pair_gather(grad_A, tokens, w[:, :, 0])  # ∂L/∂a = ∂L/∂s for linear attention
     if attention == "relu":
@@ -285,3 +289,101 @@ def structured_logits(
     xi_A = A @ V[:n].index_select(1, perm).T
     xi_F = torch.addmm(xi_F0, A, FU.index_select(1, perm).T) if kappa else xi_F0
     return xi_A + xi_F, xi_A, xi_F
+
+
+# ------------------------------------------------------------------ the fused training step
+def step_layout_index(n: int, d: int, kappa: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the *step layout* of ``(W, V, F)`` reads its entries, ``(dst, src)``.
+
+    The step layout is one flat vector ``P = (Q, M)`` with
+
+    * ``Q = [W_{ιι} | (F_{:N, ι})^T]``, ``[2N, 3N]``: the first ``2N`` rows and columns
+      of ``W`` and the first ``N`` rows of ``F``, all interleaved
+      (``ι(2k) = k, ι(2k+1) = N + k``, the order of :func:`interleave`);
+    * ``M = (V + κF)_{:N, ι}``, ``[N, 2N]``.
+
+    ``P[dst[i]] += cat(W, V, F).view(-1)[src[i]]`` for every ``i`` builds ``P`` (``M`` has
+    two sources when ``κ = 1``). Nothing else of the ``d × d`` matrices meets a one-hot
+    input, so the gradient of every other entry is zero.
+    """
+    iota = interleave(n, device=device)
+    a2 = iota[:, None]  # rows/cols of Q by interleaved index
+    w_src = (a2 * d + iota[None, :]).reshape(-1)  # Q[a, b] = W[ι(a), ι(b)], b < 2N
+    c = torch.arange(n, device=device)
+    f_src = 2 * d * d + c[None, :] * d + iota[:, None]  # Q[a, 2N + c] = F[c, ι(a)]
+    rows_q = torch.arange(2 * n, device=device)[:, None] * (3 * n)
+    w_dst = (rows_q + torch.arange(2 * n, device=device)[None, :]).reshape(-1)
+    f_dst = (rows_q + 2 * n + c[None, :]).reshape(-1)
+    f_src = f_src.reshape(-1)
+    off = 6 * n * n
+    m_dst = (off + c[:, None] * (2 * n) + torch.arange(2 * n, device=device)[None, :]).reshape(-1)
+    v_src = (d * d + c[:, None] * d + iota[None, :]).reshape(-1)
+    dst = [w_dst, f_dst, m_dst]
+    src = [w_src, f_src, v_src]
+    if kappa:
+        dst.append(m_dst)
+        src.append(v_src + d * d)
+    return torch.cat(dst), torch.cat(src)
+
+
+def step_layout_size(n: int) -> int:
+    """Length ``8N²`` of the step layout ``P = (Q, M)`` of :func:`step_layout_index`."""
+    return 8 * n * n
+
+
+def fused_step_grads(
+    tokens: torch.Tensor, targets: torch.Tensor, P: torch.Tensor, dP: torch.Tensor,
+    n: int, attention: str,
+) -> torch.Tensor:
+    """Loss of one batch and its gradient with respect to the step layout ``P``, no autograd.
+
+    ``P`` is the flat step layout of :func:`step_layout_index`; ``∂L/∂P`` is written into
+    ``dP`` (same shape). With ``j = (2 z_H, 2 z_{H-1} + 1)`` (the interleaved rows of the
+    last input's two coordinates) the forward pass is
+
+        (r, ξ_direct) = Q_{j_1} + Q_{j_2},     A = Σ_h σ(s)_h x_h  (:class:`Attend`),
+        ξ = ξ_direct + A Mᵀ,                  L = mean_b (logsumexp ξ_b - ξ_{b, target}),
+
+    and the backward pass ``G = (softmax ξ - onehot)/B`` (as autograd computes it),
+    ``∂L/∂M = Gᵀ A``, ``∂L/∂A = G M``, ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂Q`` adds the row
+    ``(∂L/∂r, G)`` at rows ``j_1`` and ``j_2``. Returns the loss (a 0-d tensor).
+    Checked against autograd through the dense reference in ``tests/test_fastpath.py``.
+    """
+    B = tokens.shape[0]
+    q_len = 6 * n * n
+    Q = P[:q_len].view(2 * n, 3 * n)
+    M = P[q_len:].view(n, 2 * n)
+    dQ = dP[:q_len].view(2 * n, 3 * n)
+    dM = dP[q_len:].view(n, 2 * n)
+    j = tokens[:, -2:].mul(2)
+    j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
+    rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
+    RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
+    A, saved = _attend_forward(tokens, RD[:, : 2 * n].contiguous(), attention)
+    xi = torch.addmm(RD[:, 2 * n :], A, M.T)
+    logp = torch.log_softmax(xi, dim=1)
+    t = targets.view(B, 1)
+    loss = logp.gather(1, t).mean().neg_()
+    # G by the kernel autograd's cross-entropy uses (bit for bit the same gradient: where
+    # the gradient is at float32's resolution, as near the stall of the model page §5,
+    # a different rounding would decide differently whether a step moves)
+    dlogp = torch.zeros_like(logp).scatter_(1, t, _minus_ones(B, logp.dtype, logp.device))
+    G = torch._log_softmax_backward_data(dlogp.mul_(1.0 / B), logp, 1, logp.dtype)
+    torch.mm(G.T, A, out=dM)
+    dr = _attend_backward(G @ M, tokens, attention, saved)
+    dRG = torch.cat([dr, G], dim=1)
+    dQ.zero_()
+    dQ.index_add_(0, j[:, 0], dRG).index_add_(0, j[:, 1], dRG)
+    return loss
+
+
+def _minus_ones(B: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """A ``[B, 1]`` column of ``-1`` (reused; never written)."""
+    key = ("minus_ones", B, dtype, torch.device(device))
+    pool = getattr(_LOCAL, "consts", None)
+    if pool is None:
+        pool = _LOCAL.consts = {}
+    t = pool.get(key)
+    if t is None:
+        t = pool[key] = torch.full((B, 1), -1.0, dtype=dtype, device=device)
+    return t

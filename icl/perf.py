@@ -48,6 +48,7 @@ __all__ = [
     "sampling_time",
     "scaling",
     "step_time",
+    "token_pass_time",
     "train_overhead",
 ]
 
@@ -131,6 +132,41 @@ def step_time(
         _train_step(model, params, b.tokens, b.targets, lr, True)
 
     return best_time(step, number=number, repeats=repeats)
+
+
+def token_pass_time(
+    batch_size: int = 512, seq_len: int = 256, vocab_size: int = 60, *,
+    dtype: torch.dtype = torch.float32, number: int = 20, repeats: int = 5, seed: int = 0,
+) -> dict[str, float]:
+    """Seconds of the indexed passes over the ``B·H`` tokens that one fast step makes.
+
+    A step makes each of these twice (forward for the scores and ``A``, backward for
+    ``∂L/∂a`` and ``∂L/∂r``): a gather of ``B·H`` complex numbers at the tokens, a
+    scatter-add of ``B·H`` complex numbers at the tokens, and two strided passes that
+    shift the pairs by one position (:mod:`icl.fastpath`). ``"floor"`` is twice their
+    sum: the time a step needs for its token passes alone, whatever else it saves.
+    """
+    B = check_int("batch_size", batch_size, minimum=1)
+    H = check_int("seq_len", seq_len, minimum=2)
+    N = check_int("vocab_size", vocab_size, minimum=1)
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(N, (B, H), generator=g)
+    ctype = torch.complex64 if dtype == torch.float32 else torch.complex128
+    table = torch.randn(B, N, dtype=ctype, generator=g)
+    pairs = torch.empty(B, H, dtype=ctype)
+    real = torch.view_as_real(pairs)
+    out = torch.empty(B, H, dtype=dtype)
+    acc = torch.zeros(B, N, dtype=ctype)
+    times = {
+        "gather": best_time(lambda: torch.gather(table, 1, tokens, out=pairs),
+                            number=number, repeats=repeats),
+        "scatter_add": best_time(lambda: acc.scatter_add_(1, tokens, pairs),
+                                 number=number, repeats=repeats),
+        "shift": best_time(lambda: torch.add(real[:, 1:, 0], real[:, :-1, 1], out=out[:, 1:]),
+                           number=number, repeats=repeats),
+    }
+    times["floor"] = 2 * (times["gather"] + times["scatter_add"] + 2 * times["shift"])
+    return times
 
 
 def dense_step_time(

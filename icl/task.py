@@ -109,6 +109,15 @@ class RecallBatch:
         for name in ("targets", "outputs", "pair_pos", "noise_pos"):
             check_tensor(name, getattr(self, name), shape=(B,), kind="int")
 
+    @classmethod
+    def _trusted(cls, tokens, targets, outputs, pair_pos, noise_pos) -> RecallBatch:
+        """A batch the sampler made (valid by construction: the field checks are skipped)."""
+        batch = object.__new__(cls)
+        for name, value in (("tokens", tokens), ("targets", targets), ("outputs", outputs),
+                            ("pair_pos", pair_pos), ("noise_pos", noise_pos)):
+            object.__setattr__(batch, name, value)
+        return batch
+
     @property
     def triggers(self) -> torch.Tensor:
         """The trigger ``q`` of each sequence (its last token), ``[B]``."""
@@ -363,31 +372,51 @@ def _uniform_tokens(
     modulo the range): at most ``c·R^k / 2^64 < 2^-30`` in total variation per draw,
     smaller than ``torch.randint``'s own modulo bias ``R / 2^32`` per token.
     """
-    R = high - low
-    n = shape[0] * shape[1]
+    return _tokens_and_words(low, high, shape, 0, g, device)[0]
+
+
+def _word_span(R: int) -> tuple[int, int]:
+    """``(k, c·R^k)`` of :func:`_uniform_tokens`: digits per draw and the range of a draw."""
     if R == 1:
-        return torch.full(shape, low, dtype=torch.long, device=device)
+        return 1, 2**33
     k = max(1, int(math.floor(32 * math.log(2) / math.log(R))))
     while R**k > 2**32:  # guard the floating-point logarithm
         k -= 1
     k = max(k, 1)
-    span = R**k * (2**32 // R**k + 1)  # c·R^k with 2^32 < c·R^k ≤ 2^33
-    m = -(-n // k)
-    # work buffers reused from call to call (icl.fastpath.scratch): no page faults
-    x = scratch("tokens_x", (1, m), torch.int64, device)
-    torch.randint(span, (1, m), generator=g, device=device, out=x)
+    return k, R**k * (2**32 // R**k + 1)  # c·R^k with 2^32 < c·R^k ≤ 2^33
+
+
+def _tokens_and_words(
+    low: int, high: int, shape: tuple[int, int], n_words: int, g: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_uniform_tokens`, and ``n_words`` more draws of the same call, each uniform on
+    ``{0, …, S-1}`` with ``S = c·R^k > 2^32`` (``[n_words]``, a work buffer: read it before
+    the next draw). A small variable ``w mod r`` or ``[w < ⌈a S⌉]`` made from one of
+    them departs from its law by at most ``r / S < r / 2^32`` (or ``1/S``), the size of
+    ``torch.randint``'s own modulo bias."""
+    R = high - low
+    n = shape[0] * shape[1]
+    k, span = _word_span(R)
+    m = -(-n // k) if R > 1 else 0
+    x = scratch("tokens_x", (1, m + n_words), torch.int64, device)
+    x.random_(0, span, generator=g)
+    words = x[0, m:]
+    if R == 1:
+        return torch.full(shape, low, dtype=torch.long, device=device), words
+    xs = x[:, :m]
     powers = _powers(R, k, device)
     f = scratch("tokens_f", (k + 1, m), torch.float64, device)
-    torch.div(x, powers, out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
+    torch.div(xs, powers, out=f).floor_()  # [k+1, m]: ⌊x / R^j⌋, exact
     digits = scratch("tokens_d", (k, m), torch.float64, device)
-    torch.add(f[:k], f[1:], alpha=-R, out=digits)  # row j: the base-R digit j of each x
+    torch.sub(f[:k], f[1:], alpha=R, out=digits)  # row j: the base-R digit j of each x
     small = scratch("tokens_i", (k * m,), torch.int32, device)
     small.copy_(digits.view(-1))
     if low:
         small.add_(low)
     out = torch.empty(shape, dtype=torch.long, device=device)
     out.view(-1).copy_(small[:n])
-    return out
+    return out, words
 
 
 @functools.lru_cache(maxsize=64)
@@ -415,6 +444,23 @@ def _noise_starts(
     n = (H - 2) - k
     u = torch.randint(2**62, p.shape, generator=g, device=p.device) % n
     return u + k * (u >= lo)
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_table(H: int, device: torch.device) -> torch.Tensor:
+    """``(lo, k, H - 2 - k)`` of :func:`_noise_starts` for every ``p = 0 … H-3``, ``[H-2, 3]``."""
+    p = torch.arange(H - 2)
+    lo = (p - 1).clamp(min=0)
+    k = (p + 1).clamp(max=H - 3) - lo + 1
+    return torch.stack([lo, k, (H - 2) - k], dim=1).to(device)
+
+
+def _noise_starts_from(p: torch.Tensor, w: torch.Tensor, H: int) -> torch.Tensor:
+    """:func:`_noise_starts` (pair planted in every row) with ``u = w mod n`` from given
+    words ``w`` (see :func:`_tokens_and_words`) and ``(lo, k, n)`` read from a table."""
+    lo, k, n = _noise_table(H, p.device).index_select(0, p).unbind(1)
+    u = w % n
+    return u.add_(k.mul_(u >= lo))
 
 
 def sample_sequences(
@@ -467,7 +513,13 @@ def sample_sequences(
         filler_probs=filler_probs, pair_position=pair_position, n_distractors=n_distractors,
         plant_prob=plant_prob, seq_len=seq_len, max_bytes=max_bytes,
     )
-    B = check_int("batch_size", batch_size, minimum=1)
+    B = int(batch_size)
+    if (filler_probs is None and pair_position == "uniform" and not n_distractors
+            and float(plant_prob) == 1.0):
+        g, dev = _generator_on(seed, generator, device)
+        a = task.alpha if alpha is None else float(alpha)
+        H = task.seq_len if seq_len is None else int(seq_len)
+        return _sample_default(task, B, H, a, ood, g, dev)
     H = task.seq_len if seq_len is None else check_int("seq_len", seq_len, minimum=4)
     N = task.vocab_size
     g, dev = _generator_on(seed, generator, device)
@@ -563,6 +615,64 @@ def sample_sequences(
     return RecallBatch(
         tokens=tokens, targets=targets, outputs=y, pair_pos=pair_pos, noise_pos=noise_pos
     )
+
+
+def _sample_default(
+    task: RecallTask, B: int, H: int, a: float, ood: bool, g: torch.Generator,
+    dev: torch.device,
+) -> RecallBatch:
+    """:func:`sample_sequences` with the default knobs, from one random draw.
+
+    The filler and the per-sequence variables come from one call
+    (:func:`_tokens_and_words`): the trigger ``q = w mod |Q|`` (noiseless), ``y``, the pair
+    start ``p = w mod (H-2)``, the noise start by :func:`_noise_starts_from`, and the flip
+    ``[w < ⌈α S⌉]``; the pairs are written by one scatter. The law is that of the general
+    path (the model page §1).
+    """
+    N, nq = task.vocab_size, task.n_triggers
+    noisy = task.noisy
+    R = N - 1 - nq
+    _, span = _word_span(R)
+    n_words = 4 if noisy else 3
+    tokens, words = _tokens_and_words(nq, N - 1, (B, H), n_words * B, g, dev)
+    w = words.view(n_words, B)
+    pool_lo = nq + (task.n_outputs if ood else 0)
+    pool_n = (N - 1 - pool_lo) if ood else task.n_outputs
+    if noisy:
+        y = torch.remainder(w[0], pool_n).add_(pool_lo)
+        p = torch.remainder(w[1], H - 2)
+        noise_pos = _noise_starts_from(p, w[2], H)
+        flip = w[3] < math.ceil(a * span)
+        tokens[:, -1] = 0
+        starts = torch.stack([p, noise_pos], dim=1)  # [B, 2]
+        values = _pair_values(B, task.noise_token, dev).clone()
+        values[:, 1] = y
+        targets = torch.where(flip, task.noise_token, y)
+    else:
+        q = torch.remainder(w[0], nq)
+        y = torch.remainder(w[1], pool_n).add_(pool_lo)
+        p = torch.remainder(w[2], H - 2)
+        tokens[:, -1] = q
+        starts = p.view(B, 1)
+        values = torch.stack([q, y], dim=1)
+        noise_pos = torch.full((B,), -1, dtype=torch.long, device=dev)
+        targets = y.clone()
+    index = (starts.unsqueeze(2) + _zero_one(dev)).view(B, -1)  # (p, p+1[, p', p'+1])
+    tokens.scatter_(1, index, values)
+    return RecallBatch._trusted(tokens, targets, y, p, noise_pos)
+
+
+@functools.lru_cache(maxsize=8)
+def _zero_one(device: torch.device) -> torch.Tensor:
+    return torch.tensor([0, 1], device=device)
+
+
+@functools.lru_cache(maxsize=16)
+def _pair_values(B: int, tau: int, device: torch.device) -> torch.Tensor:
+    """``(q, ·, q, τ)`` per row with ``q = 0`` (the noisy task), ``[B, 4]``; never written."""
+    v = torch.zeros(B, 4, dtype=torch.long, device=device)
+    v[:, 3] = tau
+    return v
 
 
 #: bytes per token the sampler holds at once (int64 tokens, a bool mask, float weights)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import fastpath, roles
 from .bayes import bayes_risk
 from .model import OneLayerTransformer
-from .roles import evaluate
 from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
 from .validate import (
     DEFAULT_MAX_BYTES,
@@ -242,13 +242,19 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     hist = History(lr=float(lr), normalized=normalized, bayes_risk=bayes_risk(task.alpha))
 
+    # both evaluation sets in one forward pass (icl.roles.evaluate's metrics, per set)
+    sets = [pop_set] if ood_set is None else [pop_set, ood_set]
+    eval_tokens = torch.cat([b.tokens for b in sets])
+    eval_outputs = torch.cat([b.outputs for b in sets])
+    eval_targets = torch.cat([b.targets for b in sets])
+
     def record(step: int) -> None:
         hist.steps.append(step)
-        for name, value in evaluate(model, pop_set).items():
-            hist.pop.setdefault(name, []).append(value)
-        if ood_set is not None:
-            for name, value in evaluate(model, ood_set).items():
-                hist.ood.setdefault(name, []).append(value)
+        values = roles._metrics(model, eval_tokens, eval_outputs, eval_targets, task.alpha,
+                                groups=len(sets))
+        for split, row in zip((hist.pop, hist.ood)[: len(sets)], values, strict=True):
+            for name, value in zip(roles._METRIC_NAMES, row, strict=True):
+                split.setdefault(name, []).append(value)
         _record_params(model, hist.params)
 
     order = torch.empty(0, dtype=torch.long, device=dev)
@@ -271,7 +277,7 @@ def train(
                 order = torch.randperm(data.batch_size, generator=g_train, device=dev)
                 cursor = 0
             idx = order[cursor : cursor + batch_size]
-            tokens, targets = data.tokens[idx], data.targets[idx]
+            tokens, targets = data.tokens.index_select(0, idx), data.targets.index_select(0, idx)
             cursor += batch_size
         losses[step - 1] = _train_step(model, params, tokens, targets, lr, normalized)
         if step % eval_every == 0 or step == steps:
@@ -303,14 +309,133 @@ def _train_step(
 ) -> torch.Tensor:
     """One step of :func:`train` on a batch; returns the batch's loss (detached).
 
-    The batch is valid by construction, so ``forward``'s token check is skipped, and only
-    ``ξ`` is formed (``parts=False``): one matrix product instead of two.
+    The batch is valid by construction, so ``forward``'s token check is skipped. On the
+    fast path (float32/float64) the whole step runs without autograd (:class:`_FusedStep`);
+    other dtypes go through autograd on the dense path.
     """
+    plan = _FusedStep.of(model, params)
+    if plan is not None:
+        return plan.step(tokens, targets, lr, normalized)
     logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
     loss = torch.nn.functional.cross_entropy(logits, targets)
     grads = torch.autograd.grad(loss, params)
     _apply_update(params, list(grads), lr, normalized)
     return loss.detach()
+
+
+class _FusedStep:
+    """The training step of one model in closed form ([D]): forward, backward and update.
+
+    The step works on the *step layout* ``P`` of the effective ``(W, V, F)``
+    (:func:`icl.fastpath.step_layout_index`): the ``8N²`` entries that meet a one-hot
+    input. ``P`` is affine in the trainable parameters θ of every family:
+
+    * ``origin`` and ``reparam_w``: ``P = P_0 + S θ`` with ``S`` a selection of entries
+      (``P_0 = 0`` for ``origin``; the fixed ``V = I`` and ``F`` for ``reparam_w``), so
+      ``∂L/∂θ = Sᵀ ∂L/∂P`` is a scatter-add of ``∂L/∂P``;
+    * ``reparam``: ``P = P_0 + Σ_i θ_i P_i`` (the construction is affine in ``Λ`` and in
+      ``λ``), so ``∂L/∂θ_i = ⟨P_i, ∂L/∂P⟩``; ``P_0`` and ``P_i`` are read off the
+      construction once, and the affinity is checked at the current θ.
+
+    ``∂L/∂P`` comes from :func:`icl.fastpath.fused_step_grads`; the update is
+    :func:`_apply_update`'s on the flat gradient of each parameter.
+    """
+
+    def __init__(self, model: OneLayerTransformer, params: list[torch.Tensor]) -> None:
+        n, d = model.task.vocab_size, model.d_model
+        dtype, dev = params[0].dtype, params[0].device
+        self.model, self.params, self.n = model, params, n
+        self.key = (dtype, dev, tuple(p.data_ptr() for p in params))
+        size = fastpath.step_layout_size(n)
+        dst, src = fastpath.step_layout_index(n, d, model.kappa, device=dev)
+        self.P = torch.empty(size, dtype=dtype, device=dev)
+        self.dP = torch.empty(size, dtype=dtype, device=dev)
+        with torch.no_grad():
+            W, V, F = (m.detach().to(dtype) for m in model.matrices())
+            flat = torch.cat([W.reshape(-1), V.reshape(-1), F.reshape(-1)])
+            if model.family == "reparam":
+                self.affine = True
+                theta = params[0]
+                saved = theta.detach().clone()
+                basis = []
+                theta.zero_()
+                base = self._layout(model, dst, src, size)
+                for i in range(theta.numel()):
+                    theta.view(-1).zero_()
+                    theta.view(-1)[i] = 1
+                    basis.append(self._layout(model, dst, src, size) - base)
+                theta.copy_(saved)
+                self.P0, self.basis = base, torch.stack(basis)  # [k, 8N²]
+                here = self._layout(model, dst, src, size)
+                if not torch.allclose(torch.addmv(base, self.basis.T, saved.view(-1)), here,
+                                      rtol=1e-5, atol=1e-6):
+                    raise RuntimeError("the construction is not affine in its scale")
+            else:
+                self.affine = False
+                # which of (W, V, F) each parameter is, in the order of ``params``
+                mats = [getattr(model, nm, None) for nm in ("W", "V", "F")]
+                trainable = [next(k for k, m in enumerate(mats) if m is p) for p in params]
+                d2 = d * d
+                keep = torch.zeros_like(src, dtype=torch.bool)
+                for k in trainable:
+                    keep |= (src >= k * d2) & (src < (k + 1) * d2)
+                fixed = torch.zeros(size, dtype=dtype, device=dev)
+                fixed.index_add_(0, dst[~keep], flat[src[~keep]])
+                self.P0 = fixed
+                # source positions within cat(params)
+                remap = torch.full((3 * d2,), -1, dtype=torch.long, device=dev)
+                for pos, k in enumerate(trainable):
+                    remap[k * d2 : (k + 1) * d2] = torch.arange(pos * d2, (pos + 1) * d2,
+                                                                device=dev)
+                self.dst, self.src = dst[keep], remap[src[keep]]
+                self.numels = [p.numel() for p in params]
+                self.flat_grad = torch.empty(sum(self.numels), dtype=dtype, device=dev)
+
+    @staticmethod
+    def _layout(model, dst, src, size) -> torch.Tensor:
+        W, V, F = (m.detach() for m in model.matrices())
+        flat = torch.cat([W.reshape(-1), V.reshape(-1), F.reshape(-1)])
+        return torch.zeros(size, dtype=flat.dtype, device=flat.device).index_add_(
+            0, dst, flat[src])
+
+    @classmethod
+    def of(cls, model: OneLayerTransformer, params: list[torch.Tensor]) -> _FusedStep | None:
+        """The model's plan (built once and kept on the model), ``None`` off the fast path."""
+        if not params or not fastpath.supports(params[0].dtype):
+            return None
+        key = (params[0].dtype, params[0].device, tuple(p.data_ptr() for p in params))
+        plan = model.__dict__.get("_fused_step")
+        if plan is None or plan.key != key:
+            plan = cls(model, params)
+            model.__dict__["_fused_step"] = plan
+        return plan
+
+    @torch.no_grad()
+    def gradients(self, tokens, targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The batch's loss and ``∂L/∂θ`` for every trainable parameter (valid until the
+        next call)."""
+        params = self.params
+        if self.affine:
+            torch.addmv(self.P0, self.basis.T, params[0].view(-1), out=self.P)
+        elif len(params) == 1:
+            self.P.copy_(self.P0).index_add_(
+                0, self.dst, params[0].view(-1).index_select(0, self.src))
+        else:
+            flat = torch.cat([p.view(-1) for p in params])
+            self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
+        loss = fastpath.fused_step_grads(tokens, targets, self.P, self.dP, self.n,
+                                         self.model.attention)
+        if self.affine:
+            return loss, [torch.mv(self.basis, self.dP).view(params[0].shape)]
+        g = self.flat_grad.zero_().index_add_(0, self.src, self.dP.index_select(0, self.dst))
+        return loss, [v.view(p.shape) for v, p in zip(g.split(self.numels), params,
+                                                       strict=True)]
+
+    def step(self, tokens, targets, lr: float, normalized: bool | str) -> torch.Tensor:
+        """One step in place; returns the batch's loss (0-d tensor)."""
+        loss, grads = self.gradients(tokens, targets)
+        _apply_update(self.params, grads, lr, normalized)
+        return loss
 
 
 def _check_normalized(normalized: object) -> bool | str:

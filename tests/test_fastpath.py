@@ -57,6 +57,74 @@ def test_closed_form_step_matches_autograd_through_dense(alpha, family, attentio
 
 
 @pytest.mark.parametrize(("alpha", "family", "attention", "kappa"), CASES)
+@pytest.mark.parametrize("random", [False, True], ids=["zero", "random"])
+def test_fused_step_matches_autograd_through_dense(alpha, family, attention, kappa, random):
+    """Verification: the loss and ∂L/∂θ of the training step without autograd
+    (``icl.training._FusedStep``, every family's parameters θ) equal autograd's through the
+    dense reference; and one fused update equals ``normalized_step`` on those gradients."""
+    from icl.training import _FusedStep
+
+    task = icl.RecallTask(alpha=alpha, seq_len=24)
+    batch = task.sample(48, seed=1)
+    model = _model(task, attention, family, kappa, random)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = torch.nn.functional.cross_entropy(model(batch.tokens, path="dense").xi,
+                                             batch.targets)
+    g_dense = torch.autograd.grad(loss, params)
+    plan = _FusedStep.of(model, params)
+    fused_loss, g_fused = plan.gradients(batch.tokens, batch.targets)
+    torch.testing.assert_close(fused_loss, loss.detach(), rtol=0, atol=1e-12)
+    for a, b in zip(g_fused, g_dense, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    expected = [(p - 0.1 * g / torch.linalg.vector_norm(g)) if float(g.abs().sum()) else p
+                for p, g in zip((p.detach().clone() for p in params), g_dense, strict=True)]
+    plan.step(batch.tokens, batch.targets, 0.1, True)
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=0, atol=1e-12)
+
+
+def test_fused_step_stalls_where_autograd_stalls_in_float32():
+    """Verification: in float32 the fused step's gradient is autograd's bit for bit on the
+    noisy ``reparam`` model, so normalised GD stops at the same ``Λ`` near the float32
+    resolution (the model page §5; chapter 4 asserts where) instead of moving on
+    rounding noise."""
+    from icl.training import _apply_update, _FusedStep
+
+    task = icl.RecallTask(vocab_size=20, seq_len=16, alpha=0.2)
+    runs = []
+    for fused in (True, False):
+        model = icl.OneLayerTransformer(task, "linear", "reparam")
+        params = [model.Lambda]
+        g = torch.Generator().manual_seed(0)
+        for _ in range(30):
+            b = task.sample(8, generator=g)
+            if fused:
+                _FusedStep.of(model, params).step(b.tokens, b.targets, 1.0, True)
+            else:
+                xi = model(b.tokens).xi
+                grads = torch.autograd.grad(
+                    torch.nn.functional.cross_entropy(xi, b.targets), params)
+                _apply_update(params, list(grads), 1.0, True)
+        runs.append(float(model.Lambda))
+    assert runs[0] == runs[1] < 30.0
+
+
+def test_fused_step_follows_the_parameters_and_their_device_copies():
+    """Consistency: the plan kept on a model is rebuilt when its parameters are replaced
+    (``model.to(dtype)``) and reads their current values at every step."""
+    from icl.training import _FusedStep
+
+    task = icl.RecallTask(alpha=0.3, seq_len=12)
+    model = icl.OneLayerTransformer(task, "softmax", "origin")
+    params = list(model.parameters())
+    plan = _FusedStep.of(model, params)
+    assert _FusedStep.of(model, params) is plan
+    model.double()
+    params = list(model.parameters())
+    assert _FusedStep.of(model, params) is not plan
+
+
+@pytest.mark.parametrize(("alpha", "family", "attention", "kappa"), CASES)
 def test_fast_parts_match_dense(alpha, family, attention, kappa):
     """Verification: the three logits of the fast path and their gradients (through every
     part, not only ξ) equal the dense ones."""
@@ -263,6 +331,12 @@ def test_perf_helpers_validate_and_run():
     assert perf.step_time(task, "softmax", "reparam_w", batch_size=8, number=2, repeats=1) > 0
     assert perf.dense_step_time(task, batch_size=4, number=1, repeats=1) > 0
     assert perf.finite_step_time(task, 16, batch_size=8, number=1, repeats=1) >= 0
+    passes = perf.token_pass_time(8, 16, 6, number=2, repeats=1)
+    assert set(passes) == {"gather", "scatter_add", "shift", "floor"}
+    assert passes["floor"] == pytest.approx(
+        2 * (passes["gather"] + passes["scatter_add"] + 2 * passes["shift"]))
+    with pytest.raises(ValueError, match="seq_len"):
+        perf.token_pass_time(8, 1)
     fit = perf.fit_exponent([1, 2, 4, 8], [3.0, 6.0, 12.0, 24.0])
     assert abs(fit.slope - 1.0) < 1e-12
     counts = perf.op_counts(**perf.PAPER_SIZES)

@@ -146,3 +146,16 @@ def test_model_and_task_must_match():
         icl.train(model, icl.RecallTask(seq_len=16, alpha=0.5), 2, 0.1)
     with pytest.raises(ValueError, match="model must be an icl.OneLayerTransformer"):
         icl.train(torch.nn.Linear(2, 2), icl.RecallTask(seq_len=16), 2, 0.1)
+
+
+def test_recorded_metrics_equal_evaluate_on_the_evaluation_sets():
+    """Consistency: ``train`` evaluates its held-out and unseen-output sets in one forward
+    pass; the recorded numbers are those of :func:`icl.evaluate` on each set."""
+    task = icl.RecallTask(alpha=0.3, seq_len=16)
+    model = icl.OneLayerTransformer(task, "softmax", "origin")
+    h = icl.train(model, task, 3, 0.1, batch_size=16, eval_size=24, eval_every=3, seed=5)
+    pop = task.sample(24, seed=5 + 1_000_003)
+    ood = task.sample(24, seed=5 + 2_000_003, ood=True)
+    for split, batch in ((h.pop, pop), (h.ood, ood)):
+        for name, value in icl.evaluate(model, batch).items():
+            assert math.isclose(split[name][-1], value, rel_tol=1e-12, abs_tol=1e-12), name
