@@ -36,7 +36,7 @@ CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
 #: chapters still in the old format (exercise + dropdown solution + check cell), converted
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
-    "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
+    "05_generalization",
     "06_reproduction", "07_open_questions", "08_standard_transformer",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
@@ -50,6 +50,29 @@ WRONG = {
     # the token after the first q (tau when the noise pair comes first)
     "ex-task-recover": "    hit = tokens[:, :-2] == tokens[:, -1:]\n"
     "    return tokens[:, 1:-1].gather(1, hit.int().argmax(1, keepdim=True)).squeeze(1)",
+    # chapter 2: the formula typed literally (math.log(0) at alpha = 0)
+    "ex-bayes-risk-function":
+    "    return -alpha * math.log(alpha) - (1 - alpha) * math.log(1 - alpha)",
+    # chapter 2: the two noise tokens lumped into one of level alpha_1 + alpha_2
+    "ex-bayes-two-noise-tokens":
+    "risk_two = -(a1 + a2) * sp.log(a1 + a2) - (1 - a1 - a2) * sp.log(1 - a1 - a2)",
+    # chapter 2: Hoeffding's radius with log(1/delta) instead of log(2/delta)
+    "ex-bayes-plugin-rate": "    return math.log(1 / delta) / (4 * m * alpha * (1 - alpha))",
+    # chapter 3: the whole budget on one trigger
+    "ex-construction-unequal-lambdas": "    return np.r_[budget, np.zeros(task.n_triggers - 1)]",
+    # chapter 3: the entropy of the plug-in level instead of the cross-entropy
+    "ex-construction-plugin-gamma": "    return icl.bayes_risk(alpha_hat)",
+    # chapter 3: the bound inverted instead of the exact excess (and N - 2 when noiseless)
+    "ex-construction-lambda-for-excess":
+    "    return math.log((task.vocab_size - 2) * (1 - task.alpha) / eps)",
+    # chapter 4: float32 predicted to behave like float64
+    "ex-training-float32": "final_lambdas = (30.0, 30.0)",
+    # chapter 4: perfectly balanced batches assumed
+    "ex-training-triggers": "    return 1 / math.sqrt(n_triggers)",
+    # chapter 4: the partition function without the tau logit (Z = e^Lambda + N - 2)
+    "ex-training-plain-gd": "    lam, out = 0.0, [0.0]\n    for _ in range(steps):\n"
+    "        lam += lr * (task.vocab_size - 2) / (math.exp(lam) + task.vocab_size - 2)\n"
+    "        out.append(lam)\n    return np.array(out)",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)

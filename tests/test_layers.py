@@ -62,6 +62,9 @@ LAYERS: dict[str, int] = {
     "icl.viz.reproduction": 9,
     "icl.checks": 9,
     "icl.checks.task": 10,
+    "icl.checks.bayes": 10,
+    "icl.checks.construction": 10,
+    "icl.checks.training": 10,
     "icl.reproduce": 10,
     "icl.__main__": 11,
 }

@@ -48,13 +48,17 @@ def bayes_risk(answer: Any, *, seed: int = 0, n_cases: int = 8, strict: bool = F
     def body() -> None:
         for alpha in alphas[:n_cases]:
             on = f"alpha = {alpha:.6g}"
-            got = call_answer(answer, alpha, what="your function", on=on)
-            compare_numbers(
-                got, bayes.bayes_risk(alpha), what="your risk", on=on, rtol=1e-9,
-                hint="the risk is the expected cross-entropy of the Bayes law, in nats "
-                "(natural log); at alpha = 0 the target is always y and the convention "
-                "0 log 0 = 0 applies.",
-            )
+            hint = ("the risk is the expected cross-entropy of the Bayes law, in nats "
+                    "(natural log); at alpha = 0 the target is always y and the convention "
+                    "0 log 0 = 0 applies.")
+            try:
+                got = call_answer(answer, alpha, what="your function", on=on)
+                compare_numbers(got, bayes.bayes_risk(alpha), what="your risk", on=on,
+                                rtol=1e-9, hint=hint)
+            except Mismatch as m:  # an error or a NaN (at alpha = 0): add the hint
+                if "Hint:" in str(m):
+                    raise
+                raise Mismatch(f"{m} Hint: {hint}") from None
 
     return run("bayes_risk", body, strict=strict)
 
