@@ -241,3 +241,23 @@ def test_autograde_reference_and_wrong_answers(released, tmp_path):
                             if c.cell_type == "code" for o in c.outputs)
             assert out.count(": correct") >= 2 * len(labels)  # answer and test cells
     shutil.rmtree(submissions)
+
+
+def test_plan_counts_words_exercises_and_reads_the_measured_times(capsys):
+    """`tools/course.py plan`: the course guide's time table (reading, running, exercises)."""
+    times = course.measured_run_times()
+    assert times["01_task"] == (13.0, 6.0) and times["04_training"] == (46.0, 11.0)
+    assert course.exercise_kind("Warm-up: the Bayes risk in code") == "warm-up"
+    assert course.exercise_kind("Code: plain gradient descent") == "code"
+    assert course.exercise_kind("Predict, then run: float32") == "experiment"
+    rows = {r["name"]: r for r in course.plan()}
+    assert list(rows) == course.SEQUENCE
+    ch1 = rows["01_task"]
+    assert ch1["exercises"] == {"warm-up": 1, "derivation": 1, "code": 1}
+    assert ch1["exercise_min"] == sum(course.EXERCISE_MINUTES[k] for k in ch1["exercises"])
+    assert 1000 < ch1["words"] and abs(ch1["read_min"] - ch1["words"] / 60) < 1e-9
+    for name in ("02_bayes_risk", "03_optimal_transformer", "04_training"):
+        assert sum(rows[name]["exercises"].values()) >= 3, name
+    course.main(["plan", "--wpm", "100"])
+    out = capsys.readouterr().out
+    assert "reading (at 100 words/min)" in out and "| 01_task |" in out
