@@ -486,6 +486,8 @@ bad("checks.construction", "seed", "icl.checks.construction.best_split(None, see
     ["-1", "True", '"x"'])
 bad("checks.construction", "strict", "icl.checks.construction.plugin_limit(None, strict={v})",
     ['"yes"', "1"])
+bad("checks.construction", "batch_size",
+    "icl.checks.construction.construction_scores(None, batch_size={v})", ["0", "True"])
 bad("checks.construction", "n_cases",
     "icl.checks.construction.lambda_for_excess(None, n_cases={v})", ["0", "10**6", "2.5"])
 bad("checks.training", "seed", "icl.checks.training.final_lambdas(None, seed={v})",

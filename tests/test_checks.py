@@ -59,6 +59,27 @@ def _entropy_two(a1, a2):
     return bayes.categorical_entropy([1 - a1 - a2, a1, a2])
 
 
+def _scores(task, tokens, lam):
+    s = torch.zeros(tokens.shape, dtype=torch.float64)
+    s[:, 1:] = lam * (tokens[:, :-1] == tokens[:, -1:]).double()
+    if task.noisy:
+        s -= lam * (tokens == task.noise_token).double()
+    return s
+
+
+def _scores_no_tau(task, tokens, lam):
+    """Forgets the -Λ on τ's position (the noise pair then scores Λ as well)."""
+    s = torch.zeros(tokens.shape, dtype=torch.float64)
+    s[:, 1:] = lam * (tokens[:, :-1] == tokens[:, -1:]).double()
+    return s
+
+
+def _scores_same_position(task, tokens, lam):
+    """Off by one: compares z_h (not z_{h-1}) with q."""
+    s = lam * (tokens == tokens[:, -1:]).double()
+    return s - lam * (tokens == task.noise_token).double() if task.noisy else s
+
+
 def _equal_split(task, budget):
     return np.full(task.n_triggers, budget / task.n_triggers)
 
@@ -117,6 +138,8 @@ CASES = {
                       lambda a, m, d: bayes.hoeffding_radius(m, d) ** 2 / (a * (1 - a)),
                       lambda a, m, d: 0.5 / m]),
     # chapter 3
+    "construction_scores": (check_construction.construction_scores, _scores,
+                            [_scores_no_tau, _scores_same_position]),
     "best_split": (check_construction.best_split, _equal_split,
                    [lambda task, b: np.r_[b, np.zeros(task.n_triggers - 1)],
                     lambda task, b: b * np.arange(1, task.n_triggers + 1)
@@ -276,7 +299,7 @@ def test_references_against_the_sampler():
 # ------------------------------------------------------------------ chapters 2-4
 @pytest.mark.parametrize("name", ["bayes_risk", "two_noise_risk", "plugin_bound", "best_split",
                                   "plugin_limit", "lambda_for_excess", "growth_ratio",
-                                  "plain_gd"])
+                                  "plain_gd", "construction_scores"])
 def test_chapters_2_4_stubs_stay_not_implemented(name):
     def stub(*args):
         raise NotImplementedError()
@@ -344,7 +367,8 @@ def test_chapters_2_4_options_are_validated():
 def test_chapters_2_4_other_seeds_pass_the_reference(capsys):
     for seed in (1, 7, 123):
         for name in ("bayes_risk", "two_noise_risk", "plugin_bound", "best_split",
-                     "plugin_limit", "lambda_for_excess", "growth_ratio", "plain_gd"):
+                     "plugin_limit", "lambda_for_excess", "growth_ratio", "plain_gd",
+                     "construction_scores"):
             fn, reference, _ = CASES[name]
             assert fn(reference, seed=seed), (name, seed)
     assert check_training.final_lambdas((19.5, 30.0), seed=5)

@@ -58,6 +58,9 @@ WRONG = {
     "risk_two = -(a1 + a2) * sp.log(a1 + a2) - (1 - a1 - a2) * sp.log(1 - a1 - a2)",
     # chapter 2: Hoeffding's radius with log(1/delta) instead of log(2/delta)
     "ex-bayes-plugin-rate": "    return math.log(1 / delta) / (4 * m * alpha * (1 - alpha))",
+    # chapter 3: the tau position not subtracted (the noise pair scores Lambda too)
+    "ex-construction-scores": "    s = torch.zeros(tokens.shape, dtype=torch.float64)\n"
+    "    s[:, 1:] = Lam * (tokens[:, :-1] == tokens[:, -1:]).double()\n    return s",
     # chapter 3: the whole budget on one trigger
     "ex-construction-unequal-lambdas": "    return np.r_[budget, np.zeros(task.n_triggers - 1)]",
     # chapter 3: the entropy of the plug-in level instead of the cross-entropy

@@ -1,5 +1,8 @@
 """Self-checks of the exercises on the Bayes-optimal construction (chapter 3).
 
+* :func:`construction_scores`: a function ``(task, tokens, Lambda) -> s``, the attention
+  scores of the construction on a batch (reference: the network built by
+  :func:`icl.construct_model`);
 * :func:`best_split`: a function ``(task, budget) -> λ``, the scales of the noiseless
   construction that minimise its loss for a fixed sum (checked through
   :func:`icl.closed_form_loss`);
@@ -22,11 +25,20 @@ import numpy as np
 import torch
 
 from icl import bayes, closed_forms
-from icl.checks import Mismatch, as_number, call_answer, check_cases, compare_numbers, run
+from icl.checks import (
+    Mismatch,
+    as_number,
+    call_answer,
+    check_cases,
+    compare_numbers,
+    compare_tensors,
+    run,
+)
+from icl.model import construct_model
 from icl.task import RecallTask
 from icl.validate import check_seed
 
-__all__ = ["best_split", "lambda_for_excess", "plugin_limit"]
+__all__ = ["best_split", "construction_scores", "lambda_for_excess", "plugin_limit"]
 
 
 def _uniform(g: torch.Generator, low: float, high: float) -> float:
@@ -161,3 +173,44 @@ def lambda_for_excess(
             )
 
     return run("lambda_for_excess", body, strict=strict)
+
+
+def construction_scores(
+    answer: Any, *, seed: int = 0, batch_size: int = 64, strict: bool = False
+) -> bool:
+    """Check ``answer(task, tokens, Lambda) -> s``, the ``[B, H]`` scores of the construction.
+
+    Run on batches (``batch_size`` sequences, from ``seed``) of the default noisy and
+    noiseless tasks and of a small noisy task with two triggers, at scales drawn from
+    ``seed``; compared with the scores of the network :func:`icl.construct_model` builds
+    (linear attention, float64), to ``1e-9``.
+    """
+    seed = check_seed("seed", seed)
+    batch_size = check_cases("batch_size", batch_size)
+    g = torch.Generator().manual_seed(seed)
+    tasks = [
+        ("the default noisy task", RecallTask(alpha=0.2)),
+        ("the default noiseless task", RecallTask()),
+        ("a small noisy task (N = 12, |Q| = 2, H = 8)",
+         RecallTask(vocab_size=12, n_triggers=2, n_outputs=2, seq_len=8, alpha=0.3)),
+    ]
+
+    def body() -> None:
+        for i, (name, task) in enumerate(tasks):
+            lam = round(_uniform(g, 0.5, 10.0), 3)
+            batch = task.sample(batch_size, seed=seed + i)
+            on = f"{name}, Lambda = {lam:g} (task.sample({batch_size}, seed={seed + i}))"
+            got = call_answer(answer, task, batch.tokens.clone(), lam, what="your function",
+                              on=on)
+            with torch.no_grad():
+                ref, _ = construct_model(task, lam).scores(batch.tokens)
+            if isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(ref.shape):
+                got = got.detach().double()
+            compare_tensors(
+                got, ref, what="your score tensor", on=on, atol=1e-9, show_expected=False,
+                hint="s_h = x_H^T W x_h with x_h = E(z_h) + E~(z_{h-1}) (x_1 = E(z_1)): "
+                "read off which coordinates of x_H and x_h the rows and columns of W "
+                "touch, in the noisy task and in the noiseless one.",
+            )
+
+    return run("construction_scores", body, strict=strict)
