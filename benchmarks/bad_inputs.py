@@ -513,6 +513,31 @@ bad("float32_stall", "lr", "dynamics.float32_stall(TN, {v})", ["0", "-0.1", "nan
 bad("float32_stall", "task", "dynamics.float32_stall({v}, 0.1)", ["T", '"x"'])
 bad("squared_loss_scale", "r", "icl.classification.theory.squared_loss_scale({v})",
     ["0", "-1", "nan", '"x"'])
+bad("checks.bayes", "seed", "icl.checks.bayes.bayes_risk(icl.bayes_risk, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.bayes", "strict", "icl.checks.bayes.plugin_bound(None, strict={v})", ['"yes"', "1"])
+bad("checks.bayes", "n_cases", "icl.checks.bayes.two_noise_risk(None, n_cases={v})",
+    ["0", "10**6", "2.5"])
+bad("checks.construction", "seed", "icl.checks.construction.best_split(None, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.construction", "strict", "icl.checks.construction.plugin_limit(None, strict={v})",
+    ['"yes"', "1"])
+bad("checks.construction", "batch_size",
+    "icl.checks.construction.construction_scores(None, batch_size={v})", ["0", "True"])
+bad("checks.construction", "n_cases",
+    "icl.checks.construction.lambda_for_excess(None, n_cases={v})", ["0", "10**6", "2.5"])
+bad("checks.training", "seed", "icl.checks.training.final_lambdas(None, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.training", "strict", "icl.checks.training.plain_gd(None, strict={v})",
+    ['"yes"', "1"])
+bad("checks.training", "n_cases", "icl.checks.training.growth_ratio(None, n_cases={v})",
+    ["0", "10**6", "2.5"])
+bad("categorical_entropy", "probs", "bayes.categorical_entropy({v})",
+    ["[0.5, 0.6]", "[]", '["a"]', "[nan, 1.0]", "[[0.5, 0.5]]"])
+bad("quadratic_hoeffding_bound", "alpha", "finite.quadratic_hoeffding_bound({v}, 100, 0.05)",
+    ["0.0", "1.0", "nan", '"0.2"'])
+bad("quadratic_hoeffding_bound", "m", "finite.quadratic_hoeffding_bound(0.2, {v}, 0.05)",
+    ["0", "2.5", '"100"'])
 bad("chi_square", "counts", "laws.chi_square({v}, [0.5, 0.5])",
     ['"x"', "[1, 2, 3]", "[-1, 2]", "[nan, 1]"])
 bad("chi_square", "probs", "laws.chi_square([1, 2], {v})", ['"x"', "[nan, 0.5]"])
@@ -601,10 +626,13 @@ from icl.viz import task as vizt
 from icl.viz import training as vizr
 from icl.symbolic import bayes as symb
 from icl.symbolic import construction as symc
+import icl.checks.bayes
 import icl.checks.classification
+import icl.checks.construction
 import icl.checks.generalization
 import icl.checks.reproduction
 import icl.checks.task
+import icl.checks.training
 
 nan, inf = float("nan"), float("inf")
 T = icl.RecallTask(vocab_size=20, seq_len=16)

@@ -23,6 +23,7 @@ from .validate import check_finite_array, check_int, check_probability
 __all__ = [
     "bayes_risk",
     "binary_entropy",
+    "categorical_entropy",
     "hoeffding_radius",
     "kl_bernoulli",
     "oracle_log_probs",
@@ -39,6 +40,23 @@ def binary_entropy(alpha: float) -> float:
     """``H_b(α) = -α log α - (1-α) log(1-α)`` in nats, with ``0 log 0 = 0``."""
     a = check_probability("alpha", alpha, allow_one=True)
     return -sum(x * math.log(x) for x in (a, 1.0 - a) if x > 0)
+
+
+def categorical_entropy(probs) -> float:
+    """Shannon entropy ``-Σ_k π_k log π_k`` in nats of a law ``π`` (``0 log 0 = 0``).
+
+    The Bayes risk of a task whose target, given the context, has the law ``π`` over tokens
+    the context determines (the model page §2): with ``π = (1-α, α)`` it is ``H_b(α)``;
+    with several noise tokens (chapter 2's exercise) ``π = (1-α_1-α_2, α_1, α_2)``.
+    ``probs`` is a 1-d sequence of non-negative numbers summing to 1 (within ``1e-9``).
+    """
+    p = check_finite_array("probs", probs, low=0.0, high=1.0)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"probs must be a non-empty 1-d sequence, got shape {p.shape}")
+    if abs(p.sum() - 1.0) > 1e-9:
+        raise ValueError(f"probs must sum to 1, got a sum of {p.sum():.12g}")
+    q = p[p > 0]
+    return float(-(q * np.log(q)).sum())
 
 
 def bayes_risk(alpha: float) -> float:

@@ -62,6 +62,7 @@ __all__ = [
     "loglog_slope",
     "network_finite_sweep",
     "plugin_alpha",
+    "quadratic_hoeffding_bound",
     "role_split_sweep",
     "run_finite_sample",
     "train_on_sample",
@@ -122,6 +123,21 @@ def hoeffding_kl_bound(alpha: float, m, delta: float) -> np.ndarray | float:
     out = np.maximum(
         kl_bernoulli_array(a, np.minimum(lo, a)), kl_bernoulli_array(a, np.maximum(hi, a))
     )
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def quadratic_hoeffding_bound(alpha: float, m, delta: float) -> np.ndarray | float:
+    """Second-order ``1-δ`` bound on the plug-in excess: ``r²/(2α(1-α)) = log(2/δ)/(4mα(1-α))``.
+
+    The quadratic approximation ``KL(Ber(α) ‖ Ber(α̂)) ≈ (α̂-α)²/(2α(1-α))`` (chapter 2
+    §2.7) at Hoeffding's radius ``|α̂ - α| ≤ r = √(log(2/δ)/(2m))``. An approximation to
+    :func:`hoeffding_kl_bound`, accurate when ``r`` is small next to ``min(α, 1-α)``.
+    Vectorised over ``m``.
+    """
+    a = _check_alpha_open(alpha)
+    mm = _check_m_array(m)
+    delta = check_probability("delta", delta, allow_zero=False)
+    out = math.log(2.0 / delta) / (4.0 * mm * a * (1.0 - a))
     return float(out) if np.ndim(out) == 0 else out
 
 

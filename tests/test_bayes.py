@@ -249,3 +249,20 @@ def test_mc_planted_variant_rho_one_is_base_task():
     task = icl.RecallTask(alpha=0.3, seq_len=24)
     mean, se = mc_planted_variant_risk(task, 1.0, 3000, seed=9)
     assert agrees(mean, se, icl.bayes_risk(0.3))
+
+
+def test_categorical_entropy():
+    """The entropy of a law: H_b for two outcomes, log K when uniform, 0 log 0 = 0."""
+    from icl.bayes import categorical_entropy
+
+    for a in (0.0, 0.2, 0.5, 0.9):
+        assert abs(categorical_entropy([1 - a, a]) - icl.binary_entropy(a)) < 1e-15
+    assert abs(categorical_entropy([0.25] * 4) - math.log(4)) < 1e-15
+    assert categorical_entropy([1.0, 0.0, 0.0]) == 0.0
+    # grouping: H(0.6, 0.1, 0.3) = H_b(0.4) + 0.4 H(1/4, 3/4)
+    assert abs(categorical_entropy([0.6, 0.1, 0.3])
+               - icl.binary_entropy(0.4) - 0.4 * icl.binary_entropy(0.25)) < 1e-15
+    for bad, match in (([0.5, 0.6], "sum to 1"), ([], "non-empty"), ([[0.5, 0.5]], "1-d"),
+                       ([1.2, -0.2], ">= 0"), (["a"], "real numbers")):
+        with pytest.raises(ValueError, match=match):
+            categorical_entropy(bad)

@@ -12,14 +12,18 @@ import sympy as sp
 import torch
 from scipy.stats import norm
 
+import icl.checks.bayes as check_bayes
 import icl.checks.classification as cls_check
+import icl.checks.construction as check_construction
 import icl.checks.generalization as gen_check
 import icl.checks.reproduction as rep_check
 import icl.checks.task as check
-from icl import bayes, checks, dynamics, laws, shifts, softmax_construction
+import icl.checks.training as check_training
+from icl import bayes, checks, dynamics, finite, laws, shifts, softmax_construction
 from icl.classification import data as cls_data
 from icl.classification import model as cls_model
 from icl.classification import theory as cls_theory
+from icl.closed_forms import closed_form_loss as icl_closed_form_loss
 
 H = sp.Symbol("H")
 S = H - 2
@@ -106,6 +110,77 @@ def _accuracy_power_c(r, c):
     return float(np.sum(wts * norm.cdf(z + r) ** c) / math.sqrt(2 * math.pi))
 
 
+A1, A2 = sp.symbols("alpha_1 alpha_2", positive=True)
+
+
+def _risk_numpy_literal(a):
+    """H_b typed literally with NumPy: NaN at α = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(-a * np.log(a) - (1 - a) * np.log1p(-a))
+
+
+def _entropy_two(a1, a2):
+    """The Bayes risk with two noise tokens: the entropy of (1 - a1 - a2, a1, a2)."""
+    return bayes.categorical_entropy([1 - a1 - a2, a1, a2])
+
+
+def _scores(task, tokens, lam):
+    s = torch.zeros(tokens.shape, dtype=torch.float64)
+    s[:, 1:] = lam * (tokens[:, :-1] == tokens[:, -1:]).double()
+    if task.noisy:
+        s -= lam * (tokens == task.noise_token).double()
+    return s
+
+
+def _scores_no_tau(task, tokens, lam):
+    """Forgets the -Λ on τ's position (the noise pair then scores Λ as well)."""
+    s = torch.zeros(tokens.shape, dtype=torch.float64)
+    s[:, 1:] = lam * (tokens[:, :-1] == tokens[:, -1:]).double()
+    return s
+
+
+def _scores_same_position(task, tokens, lam):
+    """Off by one: compares z_h (not z_{h-1}) with q."""
+    s = lam * (tokens == tokens[:, -1:]).double()
+    return s - lam * (tokens == task.noise_token).double() if task.noisy else s
+
+
+def _equal_split(task, budget):
+    return np.full(task.n_triggers, budget / task.n_triggers)
+
+
+def _lambda_exact(task, eps):
+    c = task.rate_constant if task.noisy else task.vocab_size - 1
+    return math.log(c / math.expm1(eps))
+
+
+def _lambda_from_bound(task, eps):
+    """Inverts the bound (N-2)(1-α)e^{-Λ} ≤ ε instead of the exact excess."""
+    return math.log((task.vocab_size - 2) * (1 - task.alpha) / eps)
+
+
+def _lambda_noiseless_n2(task, eps):
+    """The exact inversion, but N - 2 also in the noiseless task."""
+    return math.log((task.vocab_size - 2) * (1 - task.alpha) / math.expm1(eps))
+
+
+def _plain_gd_no_tau(task, lr, steps):
+    """Forgets the τ logit in the partition function: Z = e^Λ + N - 2."""
+    lam, out = 0.0, [0.0]
+    for _ in range(steps):
+        lam += lr * (task.vocab_size - 2) / (math.exp(lam) + task.vocab_size - 2)
+        out.append(lam)
+    return np.array(out)
+
+
+def _plain_gd_no_start(task, lr, steps):
+    """The right recursion without Λ_0 = 0 (one entry short)."""
+    return dynamics.plain_gd_trajectory(task, lr, steps)[1:]
+
+
+#: checks whose answer is a value (not a function): the "raises" case does not apply
+VALUE_ANSWERS = {"final_lambdas"}
+
 # (check, reference answer, wrong answers: plausible student mistakes)
 CASES = {
     "alpha_shift_limit": (gen_check.alpha_shift_limit,
@@ -136,6 +211,41 @@ CASES = {
                             [3 / S, 3 * S / S**2 - 2 / S, (3 * S - 4) / S**2]),
     "recover_output": (check.recover_output, bayes.recover_output,
                        [_first_after_q, lambda task, tokens: tokens[:, -1]]),
+    # chapter 2
+    "bayes_risk": (check_bayes.bayes_risk, bayes.bayes_risk,
+                   [lambda a: -a * math.log(a) - (1 - a) * math.log(1 - a),  # log(0) at 0
+                    _risk_numpy_literal,  # NaN at 0
+                    lambda a: bayes.bayes_risk(a) / math.log(2)]),  # bits, not nats
+    "two_noise_risk": (check_bayes.two_noise_risk, _entropy_two,
+                       [-(A1 + A2) * sp.log(A1 + A2) - (1 - A1 - A2) * sp.log(1 - A1 - A2),
+                        lambda a1, a2: bayes.bayes_risk(a1) + bayes.bayes_risk(a2),
+                        -A1 * sp.log(A1) - A2 * sp.log(A2)]),
+    "plugin_bound": (check_bayes.plugin_bound, finite.quadratic_hoeffding_bound,
+                     [lambda a, m, d: math.log(1 / d) / (4 * m * a * (1 - a)),
+                      lambda a, m, d: bayes.hoeffding_radius(m, d) ** 2 / (a * (1 - a)),
+                      lambda a, m, d: 0.5 / m]),
+    # chapter 3
+    "construction_scores": (check_construction.construction_scores, _scores,
+                            [_scores_no_tau, _scores_same_position]),
+    "best_split": (check_construction.best_split, _equal_split,
+                   [lambda task, b: np.r_[b, np.zeros(task.n_triggers - 1)],
+                    lambda task, b: b * np.arange(1, task.n_triggers + 1)
+                    / np.arange(1, task.n_triggers + 1).sum()]),
+    "plugin_limit": (check_construction.plugin_limit,
+                     lambda a, ah: bayes.bayes_risk(a) + bayes.kl_bernoulli(a, ah),
+                     [lambda a, ah: bayes.bayes_risk(ah),
+                      lambda a, ah: bayes.bayes_risk(a) + bayes.kl_bernoulli(ah, a)]),
+    "lambda_for_excess": (check_construction.lambda_for_excess, _lambda_exact,
+                          [_lambda_from_bound, _lambda_noiseless_n2]),
+    # chapter 4
+    "final_lambdas": (check_training.final_lambdas, (19.5, 30.0),
+                      [(30.0, 30.0), (18.0, 30.0), (19.5, 29.5)]),
+    "growth_ratio": (check_training.growth_ratio,
+                     lambda q, b: dynamics.noiseless_balance_efficiency(q, b) / math.sqrt(q),
+                     [lambda q, b: 1 / math.sqrt(q), lambda q, b: 1 / q]),
+    "plain_gd": (check_training.plain_gd, dynamics.plain_gd_trajectory,
+                 [_plain_gd_no_tau, _plain_gd_no_start,
+                  lambda task, lr, steps: lr * np.arange(steps + 1.0)]),
 }
 
 
@@ -175,6 +285,9 @@ def test_mistakes_are_caught_without_the_answer(name, capsys):
 @pytest.mark.parametrize("name", CASES)
 def test_broken_answers_are_explained(name, capsys):
     fn = CASES[name][0]
+    if name in VALUE_ANSWERS:  # a value is handed in: a wrong type is explained
+        assert fn("42") is False and "not yet" in capsys.readouterr().out
+        return
     explained = {
         "raises": (lambda *a: 1 / 0, "raised ZeroDivisionError"),
         "not a function": ("42", None),
@@ -303,6 +416,46 @@ def test_chapters_5_6_r2_checks_do_not_leak_the_reference(capsys):
     assert "expected" not in out
 
 
+# ------------------------------------------------------------------ chapters 2-4
+@pytest.mark.parametrize("name", ["bayes_risk", "two_noise_risk", "plugin_bound", "best_split",
+                                  "plugin_limit", "lambda_for_excess", "growth_ratio",
+                                  "plain_gd", "construction_scores"])
+def test_chapters_2_4_stubs_stay_not_implemented(name):
+    def stub(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(NotImplementedError, match="write its body"):
+        CASES[name][0](stub)
+
+
+def test_chapters_2_4_messages_do_not_give_the_answer(capsys):
+    """A wrong number is reported as too high/low, never with the reference value."""
+    check_bayes.bayes_risk(lambda a: bayes.bayes_risk(a) / math.log(2))
+    out = capsys.readouterr().out
+    assert "too high" in out and f"{math.log(2):.6g}" not in out
+    check_bayes.two_noise_risk(-(A1 + A2) * sp.log(A1 + A2)
+                               - (1 - A1 - A2) * sp.log(1 - A1 - A2))
+    out = capsys.readouterr().out
+    assert "too low" in out and f"{_entropy_two(0.1, 0.3):.6g}" not in out
+    check_bayes.plugin_bound(lambda a, m, d: 0.5 / m)
+    out = capsys.readouterr().out
+    assert f"{finite.quadratic_hoeffding_bound(0.2, 2048, 0.05):.6g}" not in out
+    check_construction.lambda_for_excess(_lambda_from_bound)
+    out = capsys.readouterr().out
+    task = check_construction.RecallTask(alpha=0.2)
+    assert "too low" in out and f"{_lambda_exact(task, 0.5):.6g}" not in out
+    check_construction.best_split(lambda task, b: np.r_[b, np.zeros(task.n_triggers - 1)])
+    out = capsys.readouterr().out
+    best = icl_closed_form_loss(check_construction.RecallTask(), np.full(5, 4.0))
+    assert "too high" in out and f"{best:.6g}" not in out
+    check_training.final_lambdas((30.0, 30.0))
+    out = capsys.readouterr().out
+    assert "too high" in out and "19.5" not in out
+    check_training.plain_gd(_plain_gd_no_tau)
+    out = capsys.readouterr().out
+    assert "expected" not in out
+
+
 def test_chapters_5_6_r2_checks_explain_wrong_types(capsys):
     assert not gen_check.context_free_risk(1.386)
     assert "single number" in capsys.readouterr().out
@@ -359,3 +512,41 @@ def test_chapters_5_6_r2_checks_other_seeds_and_options(capsys):
         cls_check.bayes_accuracy(cls_theory.bayes_accuracy, strict="yes")
     with pytest.raises(ValueError, match="n_cases"):
         gen_check.freeze_value(_freeze, n_cases=0)
+
+
+def test_chapters_2_4_wrong_shapes_and_types(capsys):
+    assert not check_construction.best_split(lambda task, b: [b])
+    assert "one per trigger" in capsys.readouterr().out
+    assert not check_construction.best_split(lambda task, b: np.full(task.n_triggers, b))
+    assert "sum to" in capsys.readouterr().out
+    assert not check_construction.lambda_for_excess(lambda task, e: float("nan"))
+    assert "NaN" in capsys.readouterr().out
+    assert not check_training.plain_gd(lambda task, lr, steps: None)
+    assert "None" in capsys.readouterr().out
+    assert not check_training.final_lambdas(19.5)
+    assert "pair" in capsys.readouterr().out
+    assert not check_bayes.two_noise_risk(sp.Symbol("alpha") * 2)
+    assert "alpha_1 and alpha_2" in capsys.readouterr().out
+    assert not check_bayes.two_noise_risk(0.898)
+    assert "single number" in capsys.readouterr().out
+    assert check_bayes.two_noise_risk(lambda a1, a2: _entropy_two(a1, a2))
+    capsys.readouterr()
+
+
+def test_chapters_2_4_options_are_validated():
+    with pytest.raises(ValueError, match="seed"):
+        check_bayes.bayes_risk(bayes.bayes_risk, seed=-1)
+    with pytest.raises(TypeError, match="strict"):
+        check_construction.plugin_limit(None, strict="yes")
+    with pytest.raises(ValueError, match="n_cases"):
+        check_training.growth_ratio(None, n_cases=0)
+
+
+def test_chapters_2_4_other_seeds_pass_the_reference(capsys):
+    for seed in (1, 7, 123):
+        for name in ("bayes_risk", "two_noise_risk", "plugin_bound", "best_split",
+                     "plugin_limit", "lambda_for_excess", "growth_ratio", "plain_gd",
+                     "construction_scores"):
+            fn, reference, _ = CASES[name]
+            assert fn(reference, seed=seed), (name, seed)
+    assert check_training.final_lambdas((19.5, 30.0), seed=5)

@@ -37,7 +37,6 @@ CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: chapters still in the old format (exercise + dropdown solution + check cell), converted
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
-    "02_bayes_risk", "03_optimal_transformer", "04_training",
     "07_open_questions", "08_standard_transformer", "r1_lsa",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
@@ -51,6 +50,32 @@ WRONG = {
     # the token after the first q (tau when the noise pair comes first)
     "ex-task-recover": "    hit = tokens[:, :-2] == tokens[:, -1:]\n"
     "    return tokens[:, 1:-1].gather(1, hit.int().argmax(1, keepdim=True)).squeeze(1)",
+    # chapter 2: the formula typed literally (math.log(0) at alpha = 0)
+    "ex-bayes-risk-function":
+    "    return -alpha * math.log(alpha) - (1 - alpha) * math.log(1 - alpha)",
+    # chapter 2: the two noise tokens lumped into one of level alpha_1 + alpha_2
+    "ex-bayes-two-noise-tokens":
+    "risk_two = -(a1 + a2) * sp.log(a1 + a2) - (1 - a1 - a2) * sp.log(1 - a1 - a2)",
+    # chapter 2: Hoeffding's radius with log(1/delta) instead of log(2/delta)
+    "ex-bayes-plugin-rate": "    return math.log(1 / delta) / (4 * m * alpha * (1 - alpha))",
+    # chapter 3: the tau position not subtracted (the noise pair scores Lambda too)
+    "ex-construction-scores": "    s = torch.zeros(tokens.shape, dtype=torch.float64)\n"
+    "    s[:, 1:] = Lam * (tokens[:, :-1] == tokens[:, -1:]).double()\n    return s",
+    # chapter 3: the whole budget on one trigger
+    "ex-construction-unequal-lambdas": "    return np.r_[budget, np.zeros(task.n_triggers - 1)]",
+    # chapter 3: the entropy of the plug-in level instead of the cross-entropy
+    "ex-construction-plugin-gamma": "    return icl.bayes_risk(alpha_hat)",
+    # chapter 3: the bound inverted instead of the exact excess (and N - 2 when noiseless)
+    "ex-construction-lambda-for-excess":
+    "    return math.log((task.vocab_size - 2) * (1 - task.alpha) / eps)",
+    # chapter 4: float32 predicted to behave like float64
+    "ex-training-float32": "final_lambdas = (30.0, 30.0)",
+    # chapter 4: perfectly balanced batches assumed
+    "ex-training-triggers": "    return 1 / math.sqrt(n_triggers)",
+    # chapter 4: the partition function without the tau logit (Z = e^Lambda + N - 2)
+    "ex-training-plain-gd": "    lam, out = 0.0, [0.0]\n    for _ in range(steps):\n"
+    "        lam += lr * (task.vocab_size - 2) / (math.exp(lam) + task.vocab_size - 2)\n"
+    "        out.append(lam)\n    return np.array(out)",
     # chapter 5: the Bayes risk of the test level (forgets the mismatch with training)
     "ex-generalization-alpha-shift": "    return icl.bayes_risk(alpha_test)",
     # sets V = I but leaves it trainable
@@ -243,3 +268,23 @@ def test_autograde_reference_and_wrong_answers(released, tmp_path):
                             if c.cell_type == "code" for o in c.outputs)
             assert out.count(": correct") >= 2 * len(labels)  # answer and test cells
     shutil.rmtree(submissions)
+
+
+def test_plan_counts_words_exercises_and_reads_the_measured_times(capsys):
+    """`tools/course.py plan`: the course guide's time table (reading, running, exercises)."""
+    times = course.measured_run_times()
+    assert times["01_task"] == (13.0, 6.0) and times["04_training"] == (46.0, 11.0)
+    assert course.exercise_kind("Warm-up: the Bayes risk in code") == "warm-up"
+    assert course.exercise_kind("Code: plain gradient descent") == "code"
+    assert course.exercise_kind("Predict, then run: float32") == "experiment"
+    rows = {r["name"]: r for r in course.plan()}
+    assert list(rows) == course.SEQUENCE
+    ch1 = rows["01_task"]
+    assert ch1["exercises"] == {"warm-up": 1, "derivation": 1, "code": 1}
+    assert ch1["exercise_min"] == sum(course.EXERCISE_MINUTES[k] for k in ch1["exercises"])
+    assert 1000 < ch1["words"] and abs(ch1["read_min"] - ch1["words"] / 60) < 1e-9
+    for name in ("02_bayes_risk", "03_optimal_transformer", "04_training"):
+        assert sum(rows[name]["exercises"].values()) >= 3, name
+    course.main(["plan", "--wpm", "100"])
+    out = capsys.readouterr().out
+    assert "reading (at 100 words/min)" in out and "| 01_task |" in out

@@ -155,3 +155,22 @@ def test_loglog_slope_recovers_a_power_law():
     assert not Fi.loglog_slope(ms, exc * ms[:, None] ** 0.5).agrees_with(-1.0, n_sigma=3)
     with pytest.raises(ValueError, match="shape"):
         Fi.loglog_slope(ms, exc[:, :1])
+
+
+def test_quadratic_hoeffding_bound():
+    """log(2/δ)/(4mα(1-α)): r²/(2α(1-α)) at Hoeffding's radius, close to the exact KL bound."""
+    from icl.bayes import hoeffding_radius
+    from icl.finite import hoeffding_kl_bound, quadratic_hoeffding_bound
+
+    for a, m, d in ((0.2, 2048, 0.05), (0.5, 100, 0.01), (0.8, 10_000, 0.2)):
+        r = hoeffding_radius(m, d)
+        q = quadratic_hoeffding_bound(a, m, d)
+        assert abs(q - r**2 / (2 * a * (1 - a))) < 1e-15
+        assert abs(q / hoeffding_kl_bound(a, m, d) - 1) < 3 * r / min(a, 1 - a)  # second order
+    assert np.allclose(quadratic_hoeffding_bound(0.2, [10, 100], 0.05),
+                       [quadratic_hoeffding_bound(0.2, 10, 0.05),
+                        quadratic_hoeffding_bound(0.2, 100, 0.05)])
+    for kwargs, match in (({"alpha": 0.0}, "alpha"), ({"m": 0}, "m"), ({"delta": 0.0}, "delta")):
+        args = {"alpha": 0.2, "m": 100, "delta": 0.05} | kwargs
+        with pytest.raises(ValueError, match=match):
+            quadratic_hoeffding_bound(**args)

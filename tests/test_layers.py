@@ -65,6 +65,9 @@ LAYERS: dict[str, int] = {
     "icl.checks.generalization": 10,
     "icl.checks.reproduction": 10,
     "icl.checks.classification": 10,
+    "icl.checks.bayes": 10,
+    "icl.checks.construction": 10,
+    "icl.checks.training": 10,
     "icl.reproduce": 10,
     "icl.__main__": 11,
 }
