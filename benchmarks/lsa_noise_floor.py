@@ -106,7 +106,10 @@ def summarise(record: dict) -> None:
             parts = [f"  {name:11s} step {mark}: max {at.max():.4f} mean {at.mean():.4f}"]
             for (start, rate), end in zip(record["phases"], ends, strict=True):
                 half = (steps > (start + end) / 2) & (steps <= end)
-                parts.append(f"lr {rate:.0e}: end max {v[:, steps == end].max():.4f}, "
+                last = steps[steps <= end].max()  # the last recorded step of the phase
+                if not half.any():
+                    continue
+                parts.append(f"lr {rate:.0e}: end max {v[:, steps == last].max():.4f}, "
                              f"2nd-half mean {v[:, half].mean():.4f}")
             print(" | ".join(parts))
 

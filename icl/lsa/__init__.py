@@ -31,7 +31,7 @@ from .training import (
 
 #: This chapter's row of the book's comparison table of its results (chapter R1, the
 #: closing section): the keys of ``icl.comparison.COLUMNS``, Markdown text, in the book's
-#: words. The numbers it quotes are asserted in the chapter.
+#: words.
 COMPARISON_ROW: dict[str, str] = {
     "result": "in-context linear regression (chapter R1; Mahankali, Hashimoto & Ma)",
     "task": "predict $y_q = w^\\top x_q + \\varepsilon$ from $n$ pairs $(x_i, y_i)$, a fresh "
@@ -41,12 +41,13 @@ COMPARISON_ROW: dict[str, str] = {
     "optimum": "one GD step on the prompt's least squares, $\\Gamma^\\star = \\eta^\\star I$ "
                "(preconditioned for $\\Sigma \\neq I$): attained at finite weights; optimal "
                "**in the class**, not Bayes-optimal [P; D]",
-    "gd_converges_to": "Adam from $b_y = 1$: the predicted $\\Gamma^\\star$, up to the "
-                       "floor that the optimiser's noise leaves at its last learning rate; "
-                       "from a small start some runs stall at the best rank-one step [E; D]",
+    "gd_converges_to": "Adam from $b_y = 1$: the predicted $\\Gamma^\\star$, up to a "
+                       "floor left by the optimiser's noise that falls as the square root of "
+                       "its last learning rate; from a small start some runs stall at the "
+                       "best rank-one step [E; D]",
     "rate": "not among claims 1–3 as the book states them (they characterise the "
             "minimiser); here: within tolerance after 800 Adam steps (1600 for E2) at the "
-            "default size, no rate fitted [E]",
+            "default size, 4000 at paper scale; no rate fitted [E]",
     "generalises": "unseen tasks $w$ by construction; other $n'$ and $\\sigma'^2$ "
                    "predictably but sub-optimally; non-Gaussian, mean-shifted or "
                    "anisotropic families change the optimum [D]",
