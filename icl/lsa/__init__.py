@@ -46,8 +46,8 @@ COMPARISON_ROW: dict[str, str] = {
                        "its last learning rate; from a small start some runs stall at the "
                        "best rank-one step [E; D]",
     "rate": "not among claims 1–3 as the book states them (they characterise the "
-            "minimiser); here: within tolerance after 800 Adam steps (1600 for E2) at the "
-            "default size, 4000 at paper scale; no rate fitted [E]",
+            "minimiser); here: within tolerance after 800 Adam steps (1600 for the $d = 3$ "
+            "runs) at the default size, 4000 at paper scale; no rate fitted [E]",
     "generalises": "unseen tasks $w$ by construction; other $n'$ and $\\sigma'^2$ "
                    "predictably but sub-optimally; non-Gaussian, mean-shifted or "
                    "anisotropic families change the optimum [D]",
