@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "icl.config": 1,
     "icl.rates": 1,
     "icl.constants": 1,
+    "icl.comparison": 1,
     "icl.viz.style": 1,
     "icl.symbolic.toolkit": 1,
     "icl.task": 2,

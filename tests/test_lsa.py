@@ -328,6 +328,18 @@ def test_training_reaches_the_predicted_step_quickly():
     assert np.all(ev.excess < 0.05 * np.array([theory.loss_star(6, 2, 0.25),
                                                theory.loss_star(6, 2, 1.0)]))
     assert ev.gamma.shape == (2, 2, 2) and np.all(ev.loss_se > 0)
+    # the recorded weights: the last record is the trained model
+    assert res.gamma.shape == (2, 3, 2, 2) and res.b_x_norm.shape == res.a_y_norm.shape == (2, 3)
+    assert np.allclose(res.gamma[:, -1], ev.gamma) and np.allclose(res.b_x_norm[:, -1],
+                                                                   ev.b_x_norm)
+    ref = etas[:, None, None] * np.eye(2)
+    assert np.allclose(res.gamma_error(ref, step=300), ev.gamma_error(ref))
+    assert res.gamma_error(ref).shape == (2, 3) and res.index(200) == 1
+    assert np.allclose(res.gamma_error(np.eye(2))[:, 0], res.gamma_error(np.eye(2), step=100))
+    with pytest.raises(ValueError, match="step must be a recorded step.*got 150"):
+        res.gamma_error(ref, step=150)
+    with pytest.raises(ValueError, match="gamma_star must have"):
+        res.gamma_error(np.eye(3))
 
 
 def test_training_tasks_of_different_laws_together():

@@ -61,14 +61,44 @@ class TrainResult:
 
     ``steps`` ``[T']`` and ``loss`` ``[K, T']``: the mini-batch loss of each model,
     averaged over the ``record_every`` steps that end at each recorded step.
+    ``gamma`` ``[K, T', d, d]``, ``b_x_norm`` and ``a_y_norm`` ``[K, T']``: ``Γ``, ``‖b_x‖``
+    and ``‖a_y‖`` of each model at each recorded step (the weights, not averages), so that
+    their approach to the optimum and the floor left by the optimiser's noise can be read.
     ``sigma2`` ``[K]``: the noise level each model was trained at.
     """
 
     model: LinearSelfAttention
     steps: np.ndarray
     loss: np.ndarray
+    gamma: np.ndarray
+    b_x_norm: np.ndarray
+    a_y_norm: np.ndarray
     sigma2: np.ndarray
     seconds: float
+
+    def index(self, step: int) -> int:
+        """The position of ``step`` among the recorded steps (it must be one of them)."""
+        step = check_int("step", step, minimum=1)
+        hits = np.flatnonzero(self.steps == step)
+        if not len(hits):
+            raise ValueError(f"step must be a recorded step (a multiple of record_every or "
+                             f"the last), got {step}; recorded: {self.steps[0]}, "
+                             f"{self.steps[1] if len(self.steps) > 1 else ''}, ..., "
+                             f"{self.steps[-1]}")
+        return int(hits[0])
+
+    def gamma_error(self, gamma_star: Any, step: int | None = None) -> np.ndarray:
+        """``‖Γ_t - Γ*‖_F / ‖Γ*‖_F`` per model and recorded step, ``[K, T']``, or per
+        model at one recorded ``step``, ``[K]`` (``gamma_star`` ``[d, d]`` or ``[K, d, d]``)."""
+        K, _, d, _ = self.gamma.shape
+        gs = torch.as_tensor(np.asarray(gamma_star, dtype=np.float64))
+        if gs.dim() == 2 and gs.shape == (d, d):
+            gs = gs.expand(K, d, d)
+        check_tensor("gamma_star", gs, shape=(K, d, d), finite=True)
+        gs = gs.numpy()[:, None]
+        err = (np.linalg.norm(self.gamma - gs, axis=(-2, -1))
+               / np.linalg.norm(gs, axis=(-2, -1)))
+        return err if step is None else err[:, self.index(step)]
 
 
 def _noise_levels(tasks: Sequence[RegressionTask], runs: int) -> np.ndarray:
@@ -149,6 +179,7 @@ def train_lsa(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     draw = _sampler(tasks, runs, batch, as_generator(seed + 1))
     rec_steps, rec_loss, acc = [], [], torch.zeros(K, dtype=torch.float64)
+    rec_gamma, rec_bx, rec_ay = [], [], []
     start = time.perf_counter()
     for t in range(1, steps + 1):
         for at, factor in sched:
@@ -166,9 +197,13 @@ def train_lsa(
             rec_steps.append(t)
             rec_loss.append((acc / span).numpy().copy())
             acc.zero_()
+            rec_gamma.append(model.gamma().numpy())
+            rec_bx.append(np.linalg.norm(model.b_x().numpy(), axis=1))
+            rec_ay.append(np.linalg.norm(model.a_y().numpy(), axis=1))
     return TrainResult(model=model, steps=np.asarray(rec_steps),
-                       loss=np.stack(rec_loss, axis=1), sigma2=_noise_levels(tasks, runs),
-                       seconds=time.perf_counter() - start)
+                       loss=np.stack(rec_loss, axis=1), gamma=np.stack(rec_gamma, axis=1),
+                       b_x_norm=np.stack(rec_bx, axis=1), a_y_norm=np.stack(rec_ay, axis=1),
+                       sigma2=_noise_levels(tasks, runs), seconds=time.perf_counter() - start)
 
 
 @dataclass
