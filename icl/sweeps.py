@@ -47,6 +47,7 @@ __all__ = [
     "copy_summary",
     "one_factor_sweep",
     "run",
+    "train_in_segments",
     "train_with",
 ]
 
@@ -140,6 +141,52 @@ def train_with(
         if step % eval_every == 0 or step == steps:
             record(step)
     return hist
+
+
+def train_in_segments(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    segments: int,
+    seed: int = 0,
+    **kwargs,
+) -> tuple[History, list[dict[str, torch.Tensor]]]:
+    """:func:`train_with` in ``segments`` equal parts, keeping the parameters after each.
+
+    Segment ``k`` (``k = 0, …, segments - 1``) trains ``steps // segments`` steps on its
+    own fresh stream (``seed + k``; its evaluation sets are those of that seed), so the
+    whole is one run of population training whose parameters are also snapshot at the
+    end of every segment. Returns the merged :class:`icl.History` (steps counted from the
+    start; each segment's step-0 evaluation, which repeats the previous segment's last,
+    is dropped) and the snapshots, one dict ``{name: tensor}`` of the trainable
+    parameters (detached copies) per segment. ``kwargs`` go to :func:`train_with`.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    segments = check_int("segments", segments, minimum=1)
+    seed = check_seed("seed", seed)
+    if steps % segments:
+        raise ValueError(
+            f"steps must be a multiple of segments ({segments}), got steps={steps}"
+        )
+    per = steps // segments
+    merged: History | None = None
+    snapshots: list[dict[str, torch.Tensor]] = []
+    for k in range(segments):
+        h = train_with(model, task, per, lr, seed=seed + k, **kwargs)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()
+                          if p.requires_grad})
+        if merged is None:
+            merged = h
+            continue
+        merged.train_loss.extend(h.train_loss)
+        merged.steps.extend(k * per + t for t in h.steps[1:])
+        for mine, theirs in ((merged.pop, h.pop), (merged.ood, h.ood), (merged.params, h.params)):
+            for name, values in theirs.items():
+                mine[name].extend(values[1:])
+    assert merged is not None
+    return merged, snapshots
 
 
 @torch.no_grad()
