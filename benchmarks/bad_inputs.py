@@ -329,6 +329,10 @@ bad("unscaled_logit_bound", "gamma", "smc.unscaled_logit_bound(TN, gamma={v})", 
 bad("unscaled_lower_bound", "task", "smc.unscaled_lower_bound({v})", ['"x"'])
 bad("softmax_unscaled_floor", "task", "smc.softmax_unscaled_floor({v})", ['"x"'])
 bad("softmax_excess_limit", "task", "smc.softmax_excess_limit({v})", ['"x"'])
+bad("keyquery_gap_bound", "task", "smc.keyquery_gap_bound({v})", ['"x"', "None"])
+bad("train_in_segments", "segments",
+    "sweeps.train_in_segments(families.LadderTransformer(TN, 'reparam'), TN, 6, 0.1, "
+    "segments={v}, batch_size=4, eval_size=4)", ["0", "4", '"2"', "True"])
 bad("sequence_counts", "tokens", "smc.sequence_counts(TN, {v})", ['"x"', "BN.tokens[0]"])
 
 # ------------------------------------------------------------------ Monte Carlo
@@ -528,6 +532,7 @@ from icl import (bayes, closed_forms, constants, construction, dynamics, finite,
                  losses, montecarlo, roles, shifts)
 from icl import softmax_construction as smc
 from icl import task as task_mod
+from icl import families, sweeps
 import importlib
 train_mod = importlib.import_module("icl.training")
 from icl.viz import explorer as vize
