@@ -293,6 +293,9 @@ bad("train", "eval_size", "icl.train(MR, TN, 2, 0.1, batch_size=8, eval_size={v}
 tr("ood", ['"no"', "1"], extra=", ood={v}")
 tr("data", ['"x"', "B_big", "BN.tokens"], extra=", data={v}")
 tr("progress", ['"yes"'], extra=", progress={v}")
+tr("weight_decay", ["-0.1", "nan", '"0.1"', "True"], extra=", weight_decay={v}")
+tr("adam", ['"yes"', "1", "None"], extra=", adam={v}")
+tr("normalized", ["False", '"per_coordinate"'], extra=", adam=True, normalized={v}")
 bad("normalized_step", "lr", "train_mod.normalized_step([torch.zeros(2)], [torch.ones(2)], {v})",
     ["nan", '"x"', "True"])
 bad("normalized_step", "grads", "train_mod.normalized_step([torch.zeros(2)], {v}, 0.1)",
