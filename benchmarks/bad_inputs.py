@@ -293,6 +293,9 @@ bad("train", "eval_size", "icl.train(MR, TN, 2, 0.1, batch_size=8, eval_size={v}
 tr("ood", ['"no"', "1"], extra=", ood={v}")
 tr("data", ['"x"', "B_big", "BN.tokens"], extra=", data={v}")
 tr("progress", ['"yes"'], extra=", progress={v}")
+tr("weight_decay", ["-0.1", "nan", '"0.1"', "True"], extra=", weight_decay={v}")
+tr("adam", ['"yes"', "1", "None"], extra=", adam={v}")
+tr("normalized", ["False", '"per_coordinate"'], extra=", adam=True, normalized={v}")
 bad("normalized_step", "lr", "train_mod.normalized_step([torch.zeros(2)], [torch.ones(2)], {v})",
     ["nan", '"x"', "True"])
 bad("normalized_step", "grads", "train_mod.normalized_step([torch.zeros(2)], {v}, 0.1)",
@@ -329,6 +332,10 @@ bad("unscaled_logit_bound", "gamma", "smc.unscaled_logit_bound(TN, gamma={v})", 
 bad("unscaled_lower_bound", "task", "smc.unscaled_lower_bound({v})", ['"x"'])
 bad("softmax_unscaled_floor", "task", "smc.softmax_unscaled_floor({v})", ['"x"'])
 bad("softmax_excess_limit", "task", "smc.softmax_excess_limit({v})", ['"x"'])
+bad("keyquery_gap_bound", "task", "smc.keyquery_gap_bound({v})", ['"x"', "None"])
+bad("train_in_segments", "segments",
+    "sweeps.train_in_segments(families.LadderTransformer(TN, 'reparam'), TN, 6, 0.1, "
+    "segments={v}, batch_size=4, eval_size=4)", ["0", "4", '"2"', "True"])
 bad("sequence_counts", "tokens", "smc.sequence_counts(TN, {v})", ['"x"', "BN.tokens[0]"])
 
 # ------------------------------------------------------------------ ordinary transformer
@@ -618,6 +625,7 @@ from icl import (bayes, closed_forms, constants, construction, dynamics, finite,
 from icl import softmax_construction as smc
 from icl import standard_transformer as stt
 from icl import task as task_mod
+from icl import families, sweeps
 import importlib
 train_mod = importlib.import_module("icl.training")
 from icl.viz import explorer as vize

@@ -87,6 +87,7 @@ __all__ = [
     "softmax_loss",
     "softmax_unscaled_floor",
     "softmax_weights",
+    "keyquery_gap_bound",
     "unscaled_logit_bound",
     "unscaled_lower_bound",
 ]
@@ -446,6 +447,32 @@ def unscaled_lower_bound(task: RecallTask) -> float:
     return math.log1p((N - 1) / math.e)
 
 
+def keyquery_gap_bound(task: RecallTask) -> float:
+    """Largest smallest score gap a key–query matrix of unit Frobenius norm can give ``y``.
+
+    For any ``W``, let ``g(W)`` be the smallest gap ``s_y - s_h = x_H^T W (x_y - x_h)``
+    between the position holding ``y`` and another position, over every context the
+    sampler can draw. Two kinds of position suffice (the book's [D], the chapter on open
+    questions §7.4): a filler position that holds ``y`` itself after a filler token ``p``
+    (gap ``x_H^T W (Ẽ(q) - Ẽ(p))``) and, noisy, the ``τ`` position (gap
+    ``x_H^T W (E(y) - E(τ))``), with ``x_H = E(q) + Ẽ(f)``, ``f`` the filler token before
+    the last position. The smallest gap is at most their average over ``f, p`` uniform on
+    the ``n_f`` filler tokens and ``y`` uniform on ``O``; Cauchy–Schwarz then gives
+    ``g(W) ≤ c ‖W‖_F`` with
+
+        noisy:      c = ½ √(1 + 1/n_f) √(2 + 1/n_f + 1/|O|),
+        noiseless:  c = 1 + 1/n_f                        (the ``y``-filler positions only).
+
+    Default task (``n_f = 54``, ``|O| = 4``): ``c ≈ 0.760`` noisy. The scalar model
+    ``W = Λ E(q)(Ẽ(q) - E(τ))^T`` has gap ``Λ`` for a step of length ``η`` in ``Λ``; a
+    matrix trained entry by entry by normalised steps has ``‖W_t‖_F ≤ ηt``, so its
+    smallest gap grows by at most ``c η`` per step.
+    """
+    check_task(task)
+    n_f = int(task.filler.numel())
+    if task.noisy:
+        return 0.5 * math.sqrt(1 + 1 / n_f) * math.sqrt(2 + 1 / n_f + 1 / task.n_outputs)
+    return 1 + 1 / n_f
 
 
 def softmax_unscaled_floor(task: RecallTask) -> float:

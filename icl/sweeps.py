@@ -1,10 +1,10 @@
 """Optimiser variants and sweeps for chapter 7 (the open questions; the book's own protocol, [D]).
 
-:func:`icl.train` is the authors' optimiser (the model page §5.1). The reviewers' questions
-need others, so this module has a training loop of its own, :func:`train_with`, with the
-same data stream, evaluation sets and :class:`icl.History` as :func:`icl.train`, and four
-update rules (``g`` the mini-batch gradient of one parameter tensor, ``η`` the step size,
-``ω`` the weight decay):
+:func:`icl.train` is the authors' optimiser (the model page §5.1), with two options the
+reviewers' questions need (weight decay and Adam). :func:`train_with` names the four
+update rules of this chapter and passes them to :func:`icl.train` (one training loop;
+``g`` the mini-batch gradient of one parameter tensor, ``η`` the step size, ``ω`` the
+weight decay):
 
 * ``"normalized"``: ``θ ← (1 - ηω) θ - η g/‖g‖_F`` (per tensor; the paper's rule when ``ω = 0``);
 * ``"plain"``: ``θ ← (1 - ηω) θ - η g``;
@@ -25,18 +25,18 @@ and by the weights that decide out-of-distribution behaviour (:func:`copy_summar
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
-from .bayes import bayes_risk
 from .families import INIT_SCALES, LADDER, LadderTransformer
 from .model import OneLayerTransformer
-from .roles import copy_scores, evaluate
-from .task import RecallTask, check_task, make_generator
-from .training import History, _record_params
-from .validate import check_bool, check_choice, check_int, check_real, check_seed
+from .roles import copy_scores
+from .task import RecallTask, check_task
+from .training import ADAM_BETAS, History, train
+from .validate import PrecisionWarning, check_choice, check_int, check_real, check_seed
 
 __all__ = [
     "ADAM_BETAS",
@@ -47,13 +47,14 @@ __all__ = [
     "copy_summary",
     "one_factor_sweep",
     "run",
+    "train_in_segments",
     "train_with",
 ]
 
 #: the update rules of :func:`train_with`
 OPTIMIZERS = ("normalized", "plain", "coordinate", "adam")
-#: Adam's ``(β₁, β₂)`` (PyTorch's defaults)
-ADAM_BETAS = (0.9, 0.999)
+#: the value of :func:`icl.train`'s ``normalized`` for each rule (Adam: ``adam=True``)
+_RULES = {"normalized": True, "plain": False, "coordinate": "per_coordinate", "adam": True}
 
 
 def train_with(
@@ -72,74 +73,84 @@ def train_with(
 ) -> History:
     """Train ``model`` in place with one of :data:`OPTIMIZERS`; return its :class:`icl.History`.
 
-    Population training (a fresh batch of ``batch_size`` sequences at every step), the
-    held-out and unseen-output evaluation sets of :func:`icl.train` (same seeds), evaluated
-    at step 0, every ``eval_every`` steps and the last step. ``History.normalized`` is
-    ``True`` for the ``"normalized"`` rule only.
+    A thin wrapper of :func:`icl.train` (the same loop, data stream and evaluation sets):
+    ``optimizer`` chooses its update rule (``"normalized"``: ``normalized=True``;
+    ``"plain"``: ``False``; ``"coordinate"``: ``"per_coordinate"``; ``"adam"``:
+    ``adam=True``), ``weight_decay`` is passed on, evaluations are at step 0, every
+    ``eval_every`` steps (default ``max(1, steps // 50)``) and the last step, and no
+    progress bar is shown. ``History.normalized`` is ``True`` for ``"normalized"`` only.
+    :func:`icl.train`'s ``PrecisionWarning`` for a run that reached float32's resolution is
+    not raised: chapter 7 trains to that resolution on purpose, and its rate fits stop
+    above it (§7.1).
     """
-    if not isinstance(model, OneLayerTransformer):
-        raise TypeError(f"model must be an icl.OneLayerTransformer, got {type(model).__name__}")
-    task = check_task(task)
-    if model.task != task:
-        raise ValueError(f"model was built for {model.task}, not {task}")
-    steps = check_int("steps", steps, minimum=1)
-    lr = check_real("lr", lr, low=0.0, low_open=True)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
-    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    seed = check_seed("seed", seed)
+    steps = check_int("steps", steps, minimum=1)
     eval_every = max(1, steps // 50) if eval_every is None else eval_every
-    eval_every = check_int("eval_every", eval_every, minimum=1)
-    eval_size = check_int("eval_size", eval_size, minimum=1)
-    ood = check_bool("ood", ood)
-
-    g_train = make_generator(seed)
-    pop_set = task.sample(eval_size, seed=seed + 1_000_003)
-    ood_set = task.sample(eval_size, seed=seed + 2_000_003, ood=True) if ood else None
-    params = [p for p in model.parameters() if p.requires_grad]
-    hist = History(lr=lr, normalized=optimizer == "normalized", bayes_risk=bayes_risk(task.alpha))
-    beta1, beta2, eps = ADAM_BETAS + (1e-8,)
-    moments = [
-        (torch.zeros_like(p), torch.zeros_like(p)) if optimizer == "adam" else (None, None)
-        for p in params
-    ]
-
-    def record(step: int) -> None:
-        hist.steps.append(step)
-        with torch.no_grad():
-            for name, value in evaluate(model, pop_set).items():
-                hist.pop.setdefault(name, []).append(value)
-            if ood_set is not None:
-                for name, value in evaluate(model, ood_set).items():
-                    hist.ood.setdefault(name, []).append(value)
-        _record_params(model, hist.params)
-
-    record(0)
-    for step in range(1, steps + 1):
-        batch = task.sample(batch_size, generator=g_train)
-        loss = torch.nn.functional.cross_entropy(model(batch.tokens).xi, batch.targets)
-        grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
-            for p, g, (m, v) in zip(params, grads, moments, strict=True):
-                if weight_decay:
-                    p.mul_(1.0 - lr * weight_decay)
-                if optimizer == "adam":
-                    m.mul_(beta1).add_(g, alpha=1 - beta1)
-                    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    v_hat = (v / (1 - beta2**step)).sqrt_().add_(eps)
-                    p.addcdiv_(m, v_hat, value=-lr / (1 - beta1**step))
-                elif optimizer == "normalized":
-                    n = float(torch.linalg.vector_norm(g))
-                    if n > 0:
-                        p.sub_(g, alpha=lr / n)
-                elif optimizer == "plain":
-                    p.sub_(g, alpha=lr)
-                else:
-                    p.sub_(torch.sign(g), alpha=lr)
-        hist.train_loss.append(float(loss.detach()))
-        if step % eval_every == 0 or step == steps:
-            record(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)
+        hist = train(
+            model,
+            task,
+            steps,
+            lr,
+            batch_size=batch_size,
+            normalized=_RULES[optimizer],
+            adam=optimizer == "adam",
+            weight_decay=weight_decay,
+            seed=seed,
+            eval_every=eval_every,
+            eval_size=eval_size,
+            ood=ood,
+            progress=False,
+        )
+    hist.normalized = optimizer == "normalized"
     return hist
+
+
+def train_in_segments(
+    model: OneLayerTransformer,
+    task: RecallTask,
+    steps: int,
+    lr: float,
+    *,
+    segments: int,
+    seed: int = 0,
+    **kwargs,
+) -> tuple[History, list[dict[str, torch.Tensor]]]:
+    """:func:`train_with` in ``segments`` equal parts, keeping the parameters after each.
+
+    Segment ``k`` (``k = 0, …, segments - 1``) trains ``steps // segments`` steps on its
+    own fresh stream (``seed + k``; its evaluation sets are those of that seed), so the
+    whole is one run of population training whose parameters are also snapshot at the
+    end of every segment. Returns the merged :class:`icl.History` (steps counted from the
+    start; each segment's step-0 evaluation, which repeats the previous segment's last,
+    is dropped) and the snapshots, one dict ``{name: tensor}`` of the trainable
+    parameters (detached copies) per segment. ``kwargs`` go to :func:`train_with`.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    segments = check_int("segments", segments, minimum=1)
+    seed = check_seed("seed", seed)
+    if steps % segments:
+        raise ValueError(
+            f"steps must be a multiple of segments ({segments}), got steps={steps}"
+        )
+    per = steps // segments
+    merged: History | None = None
+    snapshots: list[dict[str, torch.Tensor]] = []
+    for k in range(segments):
+        h = train_with(model, task, per, lr, seed=seed + k, **kwargs)
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()
+                          if p.requires_grad})
+        if merged is None:
+            merged = h
+            continue
+        merged.train_loss.extend(h.train_loss)
+        merged.steps.extend(k * per + t for t in h.steps[1:])
+        for mine, theirs in ((merged.pop, h.pop), (merged.ood, h.ood), (merged.params, h.params)):
+            for name, values in theirs.items():
+                mine[name].extend(values[1:])
+    assert merged is not None
+    return merged, snapshots
 
 
 @torch.no_grad()

@@ -9,7 +9,11 @@ norm (the step is skipped for a tensor whose gradient is 0),
 ``normalized=False`` gives plain gradient descent ``θ ← θ - η ∇_θ L`` for comparison;
 ``normalized="per_coordinate"`` divides every coordinate by its own absolute value
 (``θ ← θ - η sign(∇_θ L)``, each scalar its own "tensor"), the other natural reading of
-"normalised per parameter" (chapter 4 compares the two).
+"normalised per parameter" (chapter 4 compares the two). Two options serve the book's
+own questions (chapter 7): ``weight_decay = ω`` shrinks the parameters before every
+update, ``θ ← (1 - ηω) θ`` (decoupled), and ``adam=True`` replaces the update by Adam's
+(with that decay: AdamW, PyTorch's defaults written out: ``β = (0.9, 0.999)``,
+``ε = 10⁻⁸``, bias-corrected moments).
 Two data modes: *population* (a fresh batch at every step) and *finite sample* (a fixed
 data set of ``m`` sequences, visited in shuffled mini-batches, epoch after epoch).
 """
@@ -43,7 +47,11 @@ from .validate import (
     check_seed,
 )
 
-__all__ = ["History", "normalized_step", "train"]
+__all__ = ["ADAM_BETAS", "History", "normalized_step", "train"]
+
+#: Adam's ``(β₁, β₂)`` (PyTorch's defaults) and its ``ε``
+ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
 
 
 @torch.no_grad()
@@ -173,6 +181,8 @@ def train(
     device: torch.device | str | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
     max_bytes: float = DEFAULT_MAX_BYTES,
+    weight_decay: float = 0.0,
+    adam: bool = False,
 ) -> History:
     """Train ``model`` in place by (normalised) gradient descent and return its :class:`History`.
 
@@ -209,6 +219,12 @@ def train(
     max_steps, max_bytes
         Refuse more steps, or batches and evaluation sets needing more memory, than these
         (defaults ``10**7`` steps and 2 GiB).
+    weight_decay
+        ``ω ≥ 0``: before every update ``θ ← (1 - ηω) θ`` (decoupled; default 0, none).
+    adam
+        Use Adam's update (AdamW with ``weight_decay``) instead of gradient descent;
+        ``normalized`` must then stay ``True`` (its default). ``History.normalized`` is
+        then ``False``.
 
     A ``PrecisionWarning`` says when the parameters stopped moving before the end because
     the gradient rounds to zero in the model's dtype (float32 near ``Λ ≈ 19.5``).
@@ -218,6 +234,13 @@ def train(
         eval_every=eval_every, eval_size=eval_size, ood=ood, data=data, progress=progress,
         max_steps=max_steps, max_bytes=max_bytes,
     )
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    adam = check_bool("adam", adam)
+    if adam and normalized is not True:
+        raise ValueError(
+            f"normalized: with adam=True the update is Adam's; leave normalized at True, "
+            f"got {normalized!r}"
+        )
     if eval_every is None:
         n_eval = eval_size * (2 if ood else 1)
         eval_every = max(1, steps // 50, math.ceil(2.5 * n_eval / batch_size))
@@ -240,7 +263,11 @@ def train(
         g_train = torch.Generator(device=dev)
         g_train.manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    hist = History(lr=float(lr), normalized=normalized, bayes_risk=bayes_risk(task.alpha))
+    hist = History(lr=float(lr), normalized=False if adam else normalized,
+                   bayes_risk=bayes_risk(task.alpha))
+    rule: bool | str | _Decoupled = normalized
+    if adam or weight_decay:
+        rule = _Decoupled(params, lr, normalized, weight_decay, adam)
 
     # both evaluation sets in one forward pass (icl.roles.evaluate's metrics, per set)
     sets = [pop_set] if ood_set is None else [pop_set, ood_set]
@@ -279,7 +306,7 @@ def train(
             idx = order[cursor : cursor + batch_size]
             tokens, targets = data.tokens.index_select(0, idx), data.targets.index_select(0, idx)
             cursor += batch_size
-        losses[step - 1] = _train_step(model, params, tokens, targets, lr, normalized)
+        losses[step - 1] = _train_step(model, params, tokens, targets, lr, rule)
         if step % eval_every == 0 or step == steps:
             record(step)
         if bar is not None:
@@ -305,7 +332,7 @@ def _train_step(
     tokens: torch.Tensor,
     targets: torch.Tensor,
     lr: float,
-    normalized: bool | str,
+    normalized: bool | str | _Decoupled,
 ) -> torch.Tensor:
     """One step of :func:`train` on a batch; returns the batch's loss (detached).
 
@@ -319,7 +346,10 @@ def _train_step(
     logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
     loss = torch.nn.functional.cross_entropy(logits, targets)
     grads = torch.autograd.grad(loss, params)
-    _apply_update(params, list(grads), lr, normalized)
+    if isinstance(normalized, _Decoupled):
+        normalized(params, list(grads))
+    else:
+        _apply_update(params, list(grads), lr, normalized)
     return loss.detach()
 
 
@@ -398,10 +428,23 @@ class _FusedStep:
         return torch.zeros(size, dtype=flat.dtype, device=flat.device).index_add_(
             0, dst, flat[src])
 
+    @staticmethod
+    def covers(model: OneLayerTransformer, params: list[torch.Tensor]) -> bool:
+        """Whether the plan's parameterisation fits ``params``: the scale (``Λ`` or ``λ``)
+        alone for ``reparam``; otherwise each parameter one of the matrices ``W, V, F``.
+        A model outside both (e.g. chapter 7's ``lambda_v`` rung: ``Λ`` and a free ``V``)
+        trains through autograd."""
+        if model.family == "reparam":
+            return len(params) == 1
+        mats = [getattr(model, nm, None) for nm in ("W", "V", "F")]
+        return all(any(m is p for m in mats) for p in params)
+
     @classmethod
     def of(cls, model: OneLayerTransformer, params: list[torch.Tensor]) -> _FusedStep | None:
         """The model's plan (built once and kept on the model), ``None`` off the fast path."""
         if not params or not fastpath.supports(params[0].dtype):
+            return None
+        if not cls.covers(model, params):
             return None
         key = (params[0].dtype, params[0].device, tuple(p.data_ptr() for p in params))
         plan = model.__dict__.get("_fused_step")
@@ -431,11 +474,44 @@ class _FusedStep:
         return loss, [v.view(p.shape) for v, p in zip(g.split(self.numels), params,
                                                        strict=True)]
 
-    def step(self, tokens, targets, lr: float, normalized: bool | str) -> torch.Tensor:
-        """One step in place; returns the batch's loss (0-d tensor)."""
+    def step(self, tokens, targets, lr: float, normalized: bool | str | _Decoupled
+             ) -> torch.Tensor:
+        """One step in place; returns the batch's loss (0-d tensor). ``normalized`` is
+        :func:`train`'s rule: a :class:`_Decoupled` update (weight decay, Adam) is applied
+        as it is on the autograd path."""
         loss, grads = self.gradients(tokens, targets)
-        _apply_update(self.params, grads, lr, normalized)
+        if isinstance(normalized, _Decoupled):
+            normalized(self.params, grads)
+        else:
+            _apply_update(self.params, grads, lr, normalized)
         return loss
+class _Decoupled:
+    """The update with :func:`train`'s options: decoupled weight decay ``θ ← (1 - ηω) θ``,
+    then :func:`_apply_update`'s step, or Adam's (its moments kept here, per parameter)."""
+
+    def __init__(self, params, lr: float, normalized, weight_decay: float, adam: bool):
+        self.lr, self.normalized, self.weight_decay = lr, normalized, weight_decay
+        self.t = 0
+        self.moments = None
+        if adam:
+            self.moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+
+    @torch.no_grad()
+    def __call__(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        self.t += 1
+        lr = self.lr
+        if self.weight_decay:
+            for p in params:
+                p.mul_(1.0 - lr * self.weight_decay)
+        if self.moments is None:
+            _apply_update(params, grads, lr, self.normalized)
+            return
+        beta1, beta2 = ADAM_BETAS
+        for p, g, (m, v) in zip(params, grads, self.moments, strict=True):
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            v_hat = (v / (1 - beta2**self.t)).sqrt_().add_(_ADAM_EPS)
+            p.addcdiv_(m, v_hat, value=-lr / (1 - beta1**self.t))
 
 
 def _check_normalized(normalized: object) -> bool | str:

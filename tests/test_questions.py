@@ -172,6 +172,27 @@ def test_train_with_bad_inputs():
         sweeps.train_with("m", SMALL, 2, 0.1)
 
 
+def test_train_in_segments_is_one_run_with_snapshots():
+    m = families.LadderTransformer(NOISY, "reparam_w", "softmax", d_model=24)
+    h, snaps = sweeps.train_in_segments(m, NOISY, 6, 0.1, segments=3, batch_size=8,
+                                        eval_size=8, eval_every=1, ood=False)
+    assert h.steps == list(range(7)) and len(h.train_loss) == 6
+    assert all(len(v) == 7 for v in h.pop.values()) and len(h.params["|W|"]) == 7
+    assert len(snaps) == 3 and set(snaps[0]) == {"W"}
+    assert torch.equal(snaps[-1]["W"], m.W.detach())
+    norms = [float(s["W"].norm()) for s in snaps]
+    assert np.allclose(norms, h.params["|W|"][2::2], rtol=1e-6)
+    # segment k is train_with on seed k, continued from the previous parameters
+    a = families.LadderTransformer(NOISY, "reparam_w", "softmax", d_model=24)
+    sweeps.train_with(a, NOISY, 2, 0.1, seed=0, batch_size=8, eval_size=8, ood=False)
+    sweeps.train_with(a, NOISY, 2, 0.1, seed=1, batch_size=8, eval_size=8, ood=False)
+    assert torch.allclose(a.W.detach(), snaps[1]["W"])
+    with pytest.raises(ValueError, match="segments"):
+        sweeps.train_in_segments(m, NOISY, 7, 0.1, segments=3)
+    with pytest.raises(ValueError, match="segments"):
+        sweeps.train_in_segments(m, NOISY, 6, 0.1, segments=0)
+
+
 # ------------------------------------------------------------------ sweeps
 def test_run_and_one_factor_sweep():
     base = sweeps.RunConfig(vocab_size=12, seq_len=8, n_outputs=3, steps=4, batch_size=8,
@@ -234,7 +255,9 @@ def test_figures_build():
     f2 = viz.plot_ladder(["a", "b"], [0.1, 0.2], [1.0, 2.0], [1.0, 2.0], [0.0, 0.1], chance=3.0)
     f3 = viz.plot_sweeps({"x": ([1, 2], [0.1, 0.2], [3.0, 4.0])}, chance=3.0)
     f4 = viz.plot_constants([2, 5], {"normalized": [0.7, 0.45]})
-    for f in (f1, f2, f3, f4):
+    f5 = viz.plot_softmax_limits({"a": (t, 1.0 + np.exp(-t), 1.0)}, {"floor": 1.0}, title="x")
+    assert len(f5.axes) == 2
+    for f in (f1, f2, f3, f4, f5):
         assert len(f.axes) >= 1
     import matplotlib.pyplot as plt
 

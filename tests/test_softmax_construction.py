@@ -184,3 +184,48 @@ def test_bad_inputs():
     extra[:, 0], extra[:, 1] = 0, 7  # a second (q, y') pair
     with pytest.raises(ValueError, match="exactly 2"):
         sequence_counts(NOISY, extra)
+
+
+# ------------------------------------------------------------------ key-query gap bound
+def _smallest_gap(task, W):
+    """The smallest gap s_y - s_h over every (f, p, y) of the two position kinds, enumerated."""
+    N, d = task.vocab_size, W.shape[0]
+    E = torch.eye(d, dtype=torch.float64)
+    q = int(task.active_triggers[0])
+    filler = task.filler.tolist()
+    gaps = []
+    for f in filler:
+        xH = E[q] + E[N + f]
+        gaps += [float(xH @ W @ (E[N + q] - E[N + p])) for p in filler]
+        if task.noisy:
+            gaps += [float(xH @ W @ (E[y] - E[task.noise_token])) for y in task.outputs.tolist()]
+    return min(gaps)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_keyquery_gap_bound_holds_for_every_W(alpha):
+    from icl.softmax_construction import keyquery_gap_bound
+
+    task = icl.RecallTask(vocab_size=14, n_triggers=2, n_outputs=3, seq_len=16, alpha=alpha)
+    c = keyquery_gap_bound(task)
+    n_f = task.filler.numel()
+    if task.noisy:
+        assert math.isclose(c, 0.5 * math.sqrt((1 + 1 / n_f) * (2 + 1 / n_f + 1 / 3)))
+    else:
+        assert math.isclose(c, 1 + 1 / n_f)
+    g = torch.Generator().manual_seed(0)
+    construction = construct(task, 1.0).W.double()
+    for W in [construction] + [torch.randn(28, 28, generator=g, dtype=torch.float64)
+                               for _ in range(20)]:
+        assert _smallest_gap(task, W) <= c * float(W.norm()) + 1e-12
+    # the construction's direction (noisy: E(q)(Ẽ(q) - E(τ))^T, norm √2) has gap 1: 1/√2 ≤ c
+    if task.noisy:
+        assert math.isclose(_smallest_gap(task, construction), 1.0)
+    with pytest.raises(TypeError):
+        keyquery_gap_bound("task")
+
+
+def test_keyquery_gap_bound_default_value():
+    from icl.softmax_construction import keyquery_gap_bound
+
+    assert abs(keyquery_gap_bound(icl.RecallTask(alpha=0.2)) - 0.760) < 1e-3

@@ -159,3 +159,66 @@ def test_recorded_metrics_equal_evaluate_on_the_evaluation_sets():
     for split, batch in ((h.pop, pop), (h.ood, ood)):
         for name, value in icl.evaluate(model, batch).items():
             assert math.isclose(split[name][-1], value, rel_tol=1e-12, abs_tol=1e-12), name
+# ------------------------------------------------------------------ options: weight decay, Adam
+def _pair(task, family="origin"):
+    a = icl.OneLayerTransformer(task, "linear", family, d_model=2 * task.vocab_size,
+                                dtype=torch.float64)
+    b = icl.OneLayerTransformer(task, "linear", family, d_model=2 * task.vocab_size,
+                                dtype=torch.float64)
+    return a, b
+
+
+def test_default_options_leave_training_unchanged():
+    """weight_decay=0 and adam=False give the same run, step for step, as leaving them out."""
+    task = icl.RecallTask(vocab_size=12, n_triggers=2, n_outputs=3, seq_len=8, alpha=0.2)
+    a, b = _pair(task)
+    ha = icl.train(a, task, 6, 0.1, batch_size=8, eval_size=8, seed=3, eval_every=2)
+    hb = icl.train(b, task, 6, 0.1, batch_size=8, eval_size=8, seed=3, eval_every=2,
+                   weight_decay=0.0, adam=False)
+    assert ha.train_loss == hb.train_loss and ha.pop == hb.pop and ha.normalized is True
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_weight_decay_is_decoupled():
+    """One normalised step with decay ω from Λ = 2: Λ ← (1 - ηω)·2 + η (the gradient in Λ
+    is negative for every sequence)."""
+    task = icl.RecallTask(vocab_size=12, n_triggers=2, n_outputs=3, seq_len=8, alpha=0.2)
+    m = icl.OneLayerTransformer(task, "linear", "reparam", d_model=24, dtype=torch.float64)
+    with torch.no_grad():
+        m.Lambda.fill_(2.0)
+    icl.train(m, task, 1, 0.5, weight_decay=0.2, batch_size=8, eval_size=8, ood=False)
+    assert math.isclose(float(m.Lambda), 2.0 * (1 - 0.1) + 0.5, rel_tol=1e-12)
+
+
+def test_adam_option_is_torch_adamw():
+    task = icl.RecallTask(vocab_size=12, n_triggers=2, n_outputs=3, seq_len=8)
+    a, b = _pair(task)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            p.copy_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+            q.copy_(p)
+    h = icl.train(a, task, 8, 0.05, adam=True, weight_decay=0.01, batch_size=16,
+                  eval_size=16, seed=5)
+    assert h.normalized is False and h.array("loss")[-1] < h.array("loss")[0]
+    opt = torch.optim.AdamW(list(b.parameters()), lr=0.05, weight_decay=0.01)
+    stream = icl.task.make_generator(5)
+    for _ in range(8):
+        batch = task.sample(16, generator=stream)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(b(batch.tokens).xi, batch.targets).backward()
+        opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-10)
+
+
+def test_bad_option_arguments():
+    task = icl.RecallTask(seq_len=16)
+    model = icl.OneLayerTransformer(task, family="reparam")
+    with pytest.raises(ValueError, match="weight_decay"):
+        icl.train(model, task, 2, 0.1, weight_decay=-0.1)
+    with pytest.raises(TypeError, match="adam"):
+        icl.train(model, task, 2, 0.1, adam="yes")
+    with pytest.raises(ValueError, match="normalized"):
+        icl.train(model, task, 2, 0.1, adam=True, normalized=False)

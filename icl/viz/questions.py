@@ -13,7 +13,13 @@ from matplotlib.figure import Figure
 
 from .style import BAYES_STYLE, THEORY_STYLE, finish_axes, positive
 
-__all__ = ["plot_constants", "plot_ladder", "plot_optimizer_curves", "plot_sweeps"]
+__all__ = [
+    "plot_constants",
+    "plot_ladder",
+    "plot_optimizer_curves",
+    "plot_softmax_limits",
+    "plot_sweeps",
+]
 
 _OPT_COLORS = {
     "normalized": "#0072B2",
@@ -121,5 +127,35 @@ def plot_constants(
     ax.plot(grid, 1 / grid, color="k", ls="-.", lw=1.2, label=r"$1/|Q|$ (main text)")
     ax.set_yscale("log")
     finish_axes(ax, xlabel="|Q|", ylabel=r"mean $\lambda(T)/(\eta T)$")
+    fig.tight_layout()
+    return fig
+
+
+def plot_softmax_limits(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]],
+    limits: Mapping[str, float],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Left: each model's loss against the step, with the limits drawn as dotted lines.
+    Right: each loss minus the limit it tends to, on a log scale.
+
+    ``curves[name] = (steps, loss, limit)``; ``limits[label] = value`` (the lines of the
+    left panel, e.g. the Bayes risk and the ``V = I`` floor).
+    """
+    colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#999999"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for (name, (t, loss, limit)), color in zip(curves.items(), colors, strict=False):
+        a1.plot(t, loss, color=color, label=name)
+        a2.plot(*positive(t, np.asarray(loss) - limit), color=color, label=name)
+    for (label, value), ls in zip(limits.items(), (":", "--", "-."), strict=False):
+        a1.axhline(value, color="k", lw=1.0, ls=ls, label=label)
+    a1.set_yscale("log")
+    a2.set_yscale("log")
+    finish_axes(a1, xlabel="step t", ylabel="loss", title="loss and its limits")
+    finish_axes(a2, xlabel="step t", ylabel="loss - its own limit", title="approach to the limit",
+                legend=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
