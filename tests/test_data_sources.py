@@ -52,15 +52,31 @@ def _replay(task, steps, lr, *, seed, batch_size, data=None, target="targets"):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """Record the batches the trainer evaluates on (``icl.train`` calls ``evaluate``)."""
+    """Record the batches the trainer evaluates on, one entry per set per evaluation.
+
+    ``icl.train`` moves its evaluation sets to the device once (``_to_device``) and then, at
+    every evaluation, scores them in one forward pass (``icl.roles._metrics`` on their
+    concatenated tokens, one group per set): each group is matched to the batch it came from.
+    """
     seen: list[icl.RecallBatch] = []
-    real = train_mod.evaluate
+    moved: list[icl.RecallBatch] = []
+    real_move, real_metrics = train_mod._to_device, train_mod.roles._metrics
 
-    def recording(model, batch, *args, **kwargs):
-        seen.append(batch)
-        return real(model, batch, *args, **kwargs)
+    def moving(batch, device):
+        out = real_move(batch, device)
+        moved.append(out)
+        return out
 
-    monkeypatch.setattr(train_mod, "evaluate", recording)
+    def recording(model, tokens, outputs, targets, alpha, groups=1):
+        for chunk in tokens.chunk(groups):
+            match = [b for b in moved if b.tokens.shape == chunk.shape
+                     and torch.equal(b.tokens, chunk)]
+            assert match, "an evaluated group is not one of the moved evaluation sets"
+            seen.append(match[-1])
+        return real_metrics(model, tokens, outputs, targets, alpha, groups)
+
+    monkeypatch.setattr(train_mod, "_to_device", moving)
+    monkeypatch.setattr(train_mod.roles, "_metrics", recording)
     return seen
 
 
