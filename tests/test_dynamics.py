@@ -91,7 +91,9 @@ def test_normalised_sgd_gives_lambda_eta_t_with_stochastic_batches():
 
 
 def test_float32_stall_is_where_training_stops():
-    """In float32 the gradient vanishes at Λ* = log((N-2)(1-α)/ε): Λ stops at ⌈Λ*/η⌉ η."""
+    """In float32 the gradient vanishes at Λ* = log((N-2)(1-α)/ε): Λ stops at ⌈Λ*/η⌉ η, to
+    within one step (the rounding of a mass between ε/2 and ε depends on the order of the
+    operations), and never moves again."""
     for alpha, lr in ((0.5, 0.5), (0.2, 0.75)):
         task = icl.RecallTask(alpha=alpha, seq_len=16)
         lam_stop, steps = D.float32_stall(task, lr)
@@ -99,7 +101,9 @@ def test_float32_stall_is_where_training_stops():
         model = icl.OneLayerTransformer(task, "linear", "reparam")  # float32
         icl.train(model, task, steps + 15, lr, batch_size=16, seed=0, eval_every=steps + 15,
                   eval_size=16, ood=False, progress=False)
-        assert float(model.Lambda.detach()) == pytest.approx(lam_stop, abs=1e-4)
+        stop = float(model.Lambda.detach())
+        assert lam_stop - lr - 1e-4 <= stop <= lam_stop + 1e-4, (alpha, lr, stop, lam_stop)
+        assert min(abs(stop - k * lr) for k in (steps - 1, steps)) < 1e-4  # on the grid ηt
     with pytest.raises(ValueError, match="noisy"):
         D.float32_stall(NOISELESS, 0.1)
 
