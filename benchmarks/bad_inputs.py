@@ -331,6 +331,20 @@ bad("softmax_unscaled_floor", "task", "smc.softmax_unscaled_floor({v})", ['"x"']
 bad("softmax_excess_limit", "task", "smc.softmax_excess_limit({v})", ['"x"'])
 bad("sequence_counts", "tokens", "smc.sequence_counts(TN, {v})", ['"x"', "BN.tokens[0]"])
 
+# ------------------------------------------------------------------ ordinary transformer
+RA = "stt.train_adam_replicas"
+bad(RA, "models", RA + "({v}, [T, T], [0, 1], 1)", ['"x"', "ST2[0]", "[]", "[ST2[0], 1]"])
+bad(RA, "tasks", RA + "(ST2, {v}, [0, 1], 1)", ["[T]", "T", '"x"'])
+bad(RA, "seeds", RA + "(ST2, [T, T], {v}, 1)", ["[0]", "[0, -1]", '"01"', "[0, 1.5]"])
+bad(RA, "steps", RA + "(ST2, [T, T], [0, 1], {v})", ["0", "True", "1.5", "10**7"])
+bad(RA, "lr", RA + "(ST2, [T, T], [0, 1], 1, {v})", ["0.0", "nan", '"x"'])
+bad(RA, "batch_size", RA + "(ST2, [T, T], [0, 1], 1, batch_size={v})", ["0", "10**9"])
+bad(RA, "batch_size", RA + "(ST2, [T, T], [0, 1], 1, batch_size=10**5, max_bytes={v})",
+    ["1e6"])
+RL = "stt.replica_last_logits"
+bad(RL, "tokens", RL + "(ST2, {v})", ["B.tokens", "torch.zeros(3, 2, 5, dtype=torch.long)",
+                                      "torch.full((2, 2, 5), 20)"])
+
 # ------------------------------------------------------------------ Monte Carlo
 bad("mc_oracle_risk", "n", "montecarlo.mc_oracle_risk(TN, {v}, seed=0)",
     ["1", "True", "1.5", '"100"'])
@@ -538,6 +552,7 @@ import icl
 from icl import (bayes, closed_forms, constants, construction, dynamics, finite, laws,
                  losses, montecarlo, roles, shifts)
 from icl import softmax_construction as smc
+from icl import standard_transformer as stt
 from icl import task as task_mod
 import importlib
 train_mod = importlib.import_module("icl.training")
@@ -564,6 +579,7 @@ H0 = icl.train(MR, TN, 1, 0.1, batch_size=8, eval_size=16)
 SH0 = shifts.standard_shifts(T)[0]
 FIT = icl.fit_rate([0, 1, 2, 3], [1.0, 0.5, 0.2, 0.1], 0.0)
 AX = plt.figure().gca()
+ST2 = [stt.StandardTransformer(T, n_layers=1, d_model=8, n_heads=1, seed=s) for s in (0, 1)]
 
 
 def excess_gap_ok(task, gap):

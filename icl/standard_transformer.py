@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +37,7 @@ from .task import RecallTask, check_task, make_generator
 from .validate import (
     InvalidTypeError,
     check_bool,
+    check_budget,
     check_int,
     check_real,
     check_seed,
@@ -47,7 +48,9 @@ __all__ = [
     "StandardTransformer",
     "TransformerOutput",
     "last_position_loss",
+    "replica_last_logits",
     "train_adam",
+    "train_adam_replicas",
 ]
 
 
@@ -332,3 +335,218 @@ def train_adam(
             record(step)
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+# --------------------------------------------------------------------- several at once
+def _check_replicas(models: object) -> list[StandardTransformer]:
+    if isinstance(models, StandardTransformer) or not isinstance(models, Sequence) or not models:
+        raise InvalidTypeError(
+            f"models must be a non-empty sequence of StandardTransformer, got {models!r}"
+        )
+    out = []
+    for m in models:
+        if not isinstance(m, StandardTransformer):
+            raise InvalidTypeError(
+                f"models must hold StandardTransformer items, got {type(m).__name__}"
+            )
+        out.append(m)
+    first = out[0]
+    for m in out[1:]:
+        if m.extra_repr() != first.extra_repr():
+            raise ValueError(
+                "models must share one architecture to be stacked, got "
+                f"({first.extra_repr()}) and ({m.extra_repr()})"
+            )
+    return out
+
+
+def _stack(models: Sequence[StandardTransformer]) -> dict[str, torch.Tensor]:
+    """Parameters of ``models`` stacked along a leading replica dimension ``R`` (copies)."""
+    named = [dict(m.named_parameters()) for m in models]
+    return {k: torch.stack([p[k].detach() for p in named]) for k in named[0]}
+
+
+def _replica_logits(P: Mapping[str, torch.Tensor], tokens: torch.Tensor, n_layers: int,
+                    n_heads: int, mlp: bool) -> torch.Tensor:
+    """``ξ_H`` of ``R`` networks at once: ``P`` holds every parameter of
+    :class:`StandardTransformer` with a leading replica dimension, ``tokens`` is
+    ``[R, B, H]``; returns ``[R, B, N]``. The same arithmetic as ``forward`` (module
+    docstring), written with batched products; the last block computes only the query of
+    position ``H`` (the only one read)."""
+    R, B, H = tokens.shape
+    d = P["tok_emb.weight"].shape[-1]
+    dh = d // n_heads
+
+    def linear(x: torch.Tensor, name: str, w: str = ".weight",
+               b: str = ".bias") -> torch.Tensor:  # x [R, M, in]
+        return torch.baddbmm(P[name + b][:, None, :], x, P[name + w].transpose(1, 2))
+
+    def norm(x: torch.Tensor, name: str) -> torch.Tensor:  # x [R, M, d]
+        y = nn.functional.layer_norm(x, (d,), eps=1e-5)
+        return y * P[name + ".weight"][:, None, :] + P[name + ".bias"][:, None, :]
+
+    def heads(x: torch.Tensor, n: int) -> torch.Tensor:  # [R, B*n, d] -> [R*B, heads, n, dh]
+        return x.reshape(R * B, n, n_heads, dh).transpose(1, 2)
+
+    offset = (torch.arange(R) * P["tok_emb.weight"].shape[1])[:, None, None]
+    x = nn.functional.embedding(tokens.long() + offset,
+                                P["tok_emb.weight"].reshape(-1, d))  # [R, B, H, d]
+    x = (x + P["pos_emb.weight"][:, None, :H, :]).reshape(R, B * H, d)
+    for k in range(n_layers):
+        pre, last = f"blocks.{k}.", k == n_layers - 1
+        qkv = linear(norm(x, pre + "ln_attn"), pre + "attn", ".in_proj_weight",
+                     ".in_proj_bias")  # [R, M, 3d]
+        q, key, v = qkv.split(d, dim=-1)
+        key, v = heads(key, H), heads(v, H)
+        if last:  # only the query of the last position is read
+            q = heads(q.reshape(R, B, H, d)[:, :, -1], 1)
+            x = x.reshape(R, B, H, d)[:, :, -1]  # [R, B, d]
+            att = nn.functional.scaled_dot_product_attention(q, key, v)
+            att = att.transpose(1, 2).reshape(R, B, d)
+        else:
+            att = nn.functional.scaled_dot_product_attention(heads(q, H), key, v,
+                                                             is_causal=True)
+            att = att.transpose(1, 2).reshape(R, B * H, d)
+        x = x + linear(att, pre + "attn.out_proj")
+        if mlp:
+            hid = nn.functional.gelu(linear(norm(x, pre + "ln_mlp"), pre + "mlp.0"))
+            x = x + linear(hid, pre + "mlp.2")
+    return linear(norm(x, "ln_final"), "unembed")  # [R, B, N]
+
+
+@torch.no_grad()
+def replica_last_logits(models: Sequence[StandardTransformer],
+                        tokens: torch.Tensor) -> torch.Tensor:
+    """``ξ_H`` of ``R`` networks of one architecture in one batched computation:
+    ``tokens`` is ``[R, B, H]`` (replica ``r`` reads ``tokens[r]``), the result
+    ``[R, B, N]`` equals ``models[r](tokens[r]).last`` up to float rounding."""
+    models = _check_replicas(models)
+    m = models[0]
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 3 or tokens.shape[0] != len(models):
+        raise ValueError(
+            f"tokens must have shape [R={len(models)}, B, H], got "
+            f"{getattr(tokens, 'shape', type(tokens).__name__)}"
+        )
+    for r in range(len(models)):
+        m.task.check_tokens(tokens[r])
+    if tokens.shape[-1] > m.max_len or tokens.shape[-1] < 2:
+        raise ValueError(f"tokens has H={tokens.shape[-1]} positions, allowed 2 … {m.max_len}")
+    return _replica_logits(_stack(models), tokens, m.n_layers, m.n_heads, m.mlp)
+
+
+def train_adam_replicas(
+    models: Sequence[StandardTransformer],
+    tasks: Sequence[RecallTask],
+    seeds: Sequence[int],
+    steps: int,
+    lr: float = 1e-3,
+    *,
+    batch_size: int = 128,
+    eval_every: int | None = None,
+    eval_size: int = 512,
+    warmup: int = 0,
+    weight_decay: float = 0.0,
+    max_bytes: float = 2 * 1024**3,
+) -> list[AdamHistory]:
+    """:func:`train_adam` of ``models[r]`` on ``tasks[r]`` with ``seeds[r]``, for every
+    ``r`` at once: the same runs, batched into one computation (several times faster
+    for small networks, where each step's cost is mostly overhead).
+
+    The networks must share one architecture (and the tasks one ``N`` and ``H``). Their
+    parameters are stacked along a leading replica dimension; the loss minimised is the
+    sum over replicas of each replica's mean cross-entropy, so each replica receives its
+    own gradient, and Adam (AdamW), acting coordinate by coordinate, then takes the step
+    each separate run would take. Replica ``r`` draws its batches and held-out set
+    exactly as ``train_adam(..., seed=seeds[r])`` does. The results equal separate runs
+    up to float rounding (a unit test checks it); the trained parameters are copied back
+    into ``models``. Returns one :class:`AdamHistory` per replica. ``max_bytes`` caps the
+    estimated memory one step keeps for its backward pass (default 2 GiB).
+    """
+    models = _check_replicas(models)
+    R = len(models)
+    if isinstance(tasks, RecallTask) or not isinstance(tasks, Sequence) or len(tasks) != R:
+        raise ValueError(f"tasks must be a sequence of {R} RecallTask (one per model), "
+                         f"got {tasks!r}")
+    tasks = [check_task(t) for t in tasks]
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) != R:
+        raise ValueError(f"seeds must be a sequence of {R} ints (one per model), got {seeds!r}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    m0 = models[0]
+    for t in tasks:
+        if t.vocab_size != m0.task.vocab_size or t.seq_len != tasks[0].seq_len:
+            raise ValueError(
+                "tasks must share vocab_size and seq_len with each other and the models, "
+                f"got {t} for models built for vocab_size={m0.task.vocab_size}"
+            )
+    H = tasks[0].seq_len
+    if H > m0.max_len:
+        raise ValueError(f"task.seq_len={H} exceeds the model's max_len={m0.max_len}")
+    steps = check_int("steps", steps, minimum=1, maximum=1_000_000)
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=1_000_000)
+    eval_every = max(1, steps // 20) if eval_every is None else check_int(
+        "eval_every", eval_every, minimum=1
+    )
+    eval_size = check_int("eval_size", eval_size, minimum=1, maximum=1_000_000)
+    warmup = check_int("warmup", warmup, minimum=0)
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    # what one step keeps for the backward pass, float32: about 8 d + 3 d_mlp + 2 n_heads H
+    # numbers per position and layer (measured: 1.2 GiB at R = 10, B = 128, H = 64, L = 3,
+    # d = 64, where this gives 1.5 GiB)
+    per_step = 4.0 * R * batch_size * H * m0.n_layers * (
+        8 * m0.d_model + 3 * m0.d_mlp + 2 * m0.n_heads * H)
+    check_budget("batch_size", per_step, max_bytes)
+
+    P = {k: v.clone().requires_grad_(True) for k, v in _stack(models).items()}
+    params = list(P.values())
+    opt = (torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+           if weight_decay > 0 else torch.optim.Adam(params, lr=lr))
+    gens = [make_generator(s) for s in seeds]
+    held = [t.sample(eval_size, seed=s + 1_000_003) for t, s in zip(tasks, seeds, strict=True)]
+    held_tokens = torch.stack([b.tokens for b in held])
+    hists = [AdamHistory(bayes_risk=bayes_risk(t.alpha)) for t in tasks]
+    arch = (m0.n_layers, m0.n_heads, m0.mlp)
+
+    chunk = max(1, 4096 // R)  # held-out sequences per replica and forward pass
+
+    def record(step: int) -> None:
+        with torch.no_grad():
+            xi = torch.cat([_replica_logits(P, held_tokens[:, i:i + chunk], *arch)
+                            for i in range(0, eval_size, chunk)], dim=1)
+        for r, (t, b, h) in enumerate(zip(tasks, held, hists, strict=True)):
+            h.steps.append(step)
+            h.eval_loss.append(float(expected_loss(xi[r], b, t.alpha, t.noise_token).mean()))
+
+    t0 = time.perf_counter()
+    record(0)
+    for step in range(1, steps + 1):
+        if warmup:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, step / warmup)
+        batches = [t.sample(batch_size, generator=g) for t, g in zip(tasks, gens, strict=True)]
+        tokens = torch.stack([b.tokens for b in batches])
+        targets = torch.stack([b.targets for b in batches]).long()
+        xi = _replica_logits(P, tokens, *arch)
+        losses = nn.functional.cross_entropy(
+            xi.reshape(R * batch_size, -1), targets.reshape(-1), reduction="none"
+        ).view(R, batch_size).mean(1)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        opt.step()
+        values = losses.detach().tolist()
+        for r, value in enumerate(values):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"the training loss of replica {r} became {value} at step {step}"
+                )
+            hists[r].train_loss.append(value)
+        if step % eval_every == 0 or step == steps:
+            record(step)
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        for r, m in enumerate(models):
+            for k, p in m.named_parameters():
+                p.copy_(P[k][r])
+    for h in hists:
+        h.seconds = seconds
+    return hists

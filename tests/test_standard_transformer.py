@@ -8,7 +8,12 @@ import torch
 
 import icl
 from icl import mechanism
-from icl.standard_transformer import StandardTransformer, last_position_loss, train_adam
+from icl.standard_transformer import (
+    StandardTransformer,
+    last_position_loss,
+    train_adam,
+    train_adam_replicas,
+)
 from icl.validate import InvalidTypeError
 
 TASK = icl.RecallTask(vocab_size=20, seq_len=12)
@@ -234,3 +239,74 @@ def test_figures_draw_and_refuse_bad_input():
         viz.plot_head_scores(np.zeros((2, 2)), np.zeros((2, 2)), 0.1, 0.1)
     with pytest.raises(ValueError, match="table"):
         viz.plot_ablations({}, alpha=0.5)
+
+
+# ------------------------------------------------------------------ several at once
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_replica_logits_equal_each_network(n_layers):
+    nets = [small(t, n_layers=n_layers, seed=s) for t in (TASK, NOISY) for s in (0, 1)]
+    tokens = torch.stack([t.sample(6, seed=s).tokens for t in (TASK, NOISY) for s in (0, 1)])
+    out = icl.standard_transformer.replica_last_logits(nets, tokens)
+    assert out.shape == (4, 6, 20)
+    for r, net in enumerate(nets):
+        assert torch.allclose(out[r], net(tokens[r]).last, atol=1e-5)
+    bare = [small(mlp=False, seed=s) for s in (0, 1)]
+    out = icl.standard_transformer.replica_last_logits(bare, tokens[:2])
+    assert torch.allclose(out[1], bare[1](tokens[1]).last, atol=1e-5)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_replica_training_equals_separate_runs(weight_decay):
+    """Batched training = train_adam on each network (same batches, same Adam steps)."""
+    tasks, seeds = [TASK, NOISY, NOISY], [0, 0, 5]
+    together = [small(t, seed=s) for t, s in zip(tasks, seeds, strict=True)]
+    alone = [small(t, seed=s) for t, s in zip(tasks, seeds, strict=True)]
+    # eval_size 1400: above 4096 // 3, so the held-out set is evaluated in two chunks
+    kw = {"batch_size": 16, "eval_every": 5, "eval_size": 1400, "warmup": 3,
+          "weight_decay": weight_decay}
+    hs = train_adam_replicas(together, tasks, seeds, 10, 3e-3, **kw)
+    for net, t, s, h in zip(alone, tasks, seeds, hs, strict=True):
+        ref = train_adam(net, t, 10, 3e-3, seed=s, **kw)
+        assert h.steps == ref.steps == [0, 5, 10]
+        assert np.allclose(h.train_loss, ref.train_loss, atol=1e-5)
+        assert np.allclose(h.eval_loss, ref.eval_loss, atol=1e-5)
+        assert h.bayes_risk == ref.bayes_risk
+    probe = NOISY.sample(8, seed=9).tokens
+    for a, b in zip(together, alone, strict=True):
+        assert torch.allclose(a(probe).logits, b(probe).logits, atol=1e-4)
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+            if name.endswith("in_proj_bias"):
+                # the key bias adds one constant to every score of a query: the softmax
+                # ignores it, its gradient is 0 up to rounding, which Adam's normalised
+                # step then amplifies; compare the query and value biases only
+                keep = torch.arange(48) // 16 != 1  # d_model = 16: [query | key | value]
+                pa, pb = pa[keep], pb[keep]
+            assert torch.allclose(pa, pb, atol=1e-5), name
+
+
+def test_replica_bad_inputs():
+    nets = [small(seed=0), small(seed=1)]
+    with pytest.raises(InvalidTypeError, match="models"):
+        train_adam_replicas(small(), [TASK], [0], 1)
+    with pytest.raises(InvalidTypeError, match="models"):
+        train_adam_replicas([small(), "net"], [TASK, TASK], [0, 1], 1)
+    with pytest.raises(ValueError, match="one architecture"):
+        train_adam_replicas([small(), small(n_layers=3)], [TASK, TASK], [0, 1], 1)
+    with pytest.raises(ValueError, match="tasks"):
+        train_adam_replicas(nets, [TASK], [0, 1], 1)
+    with pytest.raises(ValueError, match="seeds"):
+        train_adam_replicas(nets, [TASK, TASK], [0], 1)
+    with pytest.raises(ValueError, match="seeds"):
+        train_adam_replicas(nets, [TASK, TASK], [0, -1], 1)
+    with pytest.raises(ValueError, match="vocab_size"):
+        train_adam_replicas(nets, [TASK, TASK.replace(vocab_size=30)], [0, 1], 1)
+    with pytest.raises(ValueError, match="steps"):
+        train_adam_replicas(nets, [TASK, TASK], [0, 1], 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_adam_replicas(nets, [TASK, TASK], [0, 1], 1, batch_size=10**6,
+                            max_bytes=1e6)
+    with pytest.raises(ValueError, match="tokens"):
+        icl.standard_transformer.replica_last_logits(nets, torch.zeros(3, 2, 5,
+                                                                       dtype=torch.long))
+    with pytest.raises(ValueError, match="token ids"):
+        icl.standard_transformer.replica_last_logits(nets, torch.full((2, 2, 5), 20))
