@@ -9,11 +9,14 @@ import pytest
 import sympy as sp
 import torch
 
+import icl.checks.lsa as check_lsa
 import icl.checks.task as check
 from icl import bayes, checks, laws
+from icl.lsa import theory as lsa_theory
 
 H = sp.Symbol("H")
 S = H - 2
+LN, LD, LS2, LETA = sp.symbols("n d sigma2 eta", positive=True)  # chapter R1
 
 
 def _numbers(text: str) -> set[str]:
@@ -47,6 +50,21 @@ CASES = {
                             [3 / S, 3 * S / S**2 - 2 / S, (3 * S - 4) / S**2]),
     "recover_output": (check.recover_output, bayes.recover_output,
                        [_first_after_q, lambda task, tokens: tokens[:, -1]]),
+    # chapter R1
+    "noiseless_query_optimum": (
+        check_lsa.noiseless_query_optimum,
+        lambda n, d, s2, t2: (lsa_theory.eta_star(n, d, s2, t2),
+                              lsa_theory.loss_star(n, d, s2, t2) - s2),
+        [lambda n, d, s2, t2: (lsa_theory.eta_star(n, d, s2, t2),
+                               lsa_theory.loss_star(n, d, s2, t2)),  # query noise kept
+         lambda n, d, s2, t2: (n / (n + d + 1), t2 * d * (1 - n / (n + d + 1)))]),  # no noise
+    "prior_scale_step": (check_lsa.prior_scale_step, LN / (LN + LD + 1 + LD * LS2),
+                         [LN / (LN + LD + 1 + LS2), LN / (LN + LD + 1 + LS2 / LD)]),
+    "step_loss": (check_lsa.step_loss,
+                  LS2 + LD * (1 - 2 * LETA + LETA**2 * (LN + LD + 1 + LS2) / LN),
+                  [LS2 + LD * (1 - 2 * LETA + LETA**2 * (LN + 1 + LS2) / LN),
+                   LD * (1 - 2 * LETA + LETA**2 * (LN + LD + 1 + LS2) / LN),
+                   LS2 + LD * (1 - LETA + LETA**2 * (LN + LD + 1 + LS2) / LN)]),
 }
 
 
@@ -179,3 +197,14 @@ def test_references_against_the_sampler():
     assert abs(lost - p_lost) < 5 * (p_lost * (1 - p_lost) / n) ** 0.5
     with pytest.raises(ValueError, match="seq_len"):
         laws.overlap_probability(3)
+
+
+def test_lsa_checks_explain_expressions(capsys):
+    """Chapter R1: a stray symbol, a bare number and a function of the sizes."""
+    assert not check_lsa.prior_scale_step(LN / (LN + LD + 1 + sp.Symbol("tau2")))
+    assert "tau2" in capsys.readouterr().out
+    assert not check_lsa.step_loss(1.5)
+    assert "single number" in capsys.readouterr().out
+    assert check_lsa.step_loss(lsa_theory.isotropic_loss)
+    assert not check_lsa.noiseless_query_optimum(lambda n, d, s2, t2: 0.5)
+    assert "pair" in capsys.readouterr().out

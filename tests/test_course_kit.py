@@ -32,12 +32,14 @@ from nbgrader.api import Gradebook  # noqa: E402
 from tools import course  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+#: the chapters and the related results (r1, r2)
+CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: chapters still in the old format (exercise + dropdown solution + check cell), converted
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
     "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
     "06_reproduction", "07_open_questions", "08_standard_transformer",
+    "r2_classification",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
 #: that replaces the ``### BEGIN SOLUTION … ### END SOLUTION`` region of its answer cell
@@ -50,6 +52,13 @@ WRONG = {
     # the token after the first q (tau when the noise pair comes first)
     "ex-task-recover": "    hit = tokens[:, :-2] == tokens[:, -1:]\n"
     "    return tokens[:, 1:-1].gather(1, hit.int().argmax(1, keepdim=True)).squeeze(1)",
+    # chapter R1: the query noise kept in the optimal loss
+    "ex-lsa-noiseless-query": "    eta = n / (n + d + 1 + sigma2 / tau2)\n"
+    "    return eta, sigma2 + tau2 * d * (1 - eta)",
+    # chapter R1: the noise-to-signal ratio taken as sigma2 (the prior's scale forgotten)
+    "ex-lsa-prior-scale": "eta_prior = n / (n + d + 1 + sigma2)",
+    # chapter R1: the fourth moment of x forgotten (E[v v^T] without the d term)
+    "ex-lsa-step-loss": "loss_eta = sigma2 + d * (1 - 2 * eta + eta**2 * (n + 1 + sigma2) / n)",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)
