@@ -11,7 +11,8 @@ import torch
 
 import icl.checks.lsa as check_lsa
 import icl.checks.task as check
-from icl import bayes, checks, laws
+import icl.checks.transformer as check_tf
+from icl import bayes, checks, laws, losses
 from icl.lsa import theory as lsa_theory
 
 H = sp.Symbol("H")
@@ -42,6 +43,25 @@ def _no_tau_excluded(task):
     return n / k, (1 - 1 / k) ** n
 
 
+def _parameters(N, H, L, d, mlp):
+    """Chapter 8's count, written out (2H positions, biases and layer-norm gains)."""
+    block = 2 * d + 4 * d * d + 4 * d + ((2 * d + 8 * d * d + 5 * d) if mlp else 0)
+    return N * d + 2 * H * d + L * block + 2 * d + d * N + N
+
+
+def _log_of_mixture(logits, outputs, alpha, noise_token):
+    """The cross-entropy of the averaged probability instead of the averaged cross-entropy."""
+    p = torch.softmax(logits, -1)
+    return -torch.log((1 - alpha) * p[torch.arange(len(outputs)), outputs]
+                      + alpha * p[:, noise_token])
+
+
+def _logits_not_normalised(logits, outputs, alpha, noise_token):
+    """Forgets the log-partition function."""
+    rows = torch.arange(len(outputs))
+    return -(1 - alpha) * logits[rows, outputs] - alpha * logits[:, noise_token]
+
+
 # (check, reference answer, wrong answers: plausible student mistakes)
 CASES = {
     "ood_exposure": (check.ood_exposure, laws.filler_exposure,
@@ -65,6 +85,13 @@ CASES = {
                   [LS2 + LD * (1 - 2 * LETA + LETA**2 * (LN + 1 + LS2) / LN),
                    LD * (1 - 2 * LETA + LETA**2 * (LN + LD + 1 + LS2) / LN),
                    LS2 + LD * (1 - LETA + LETA**2 * (LN + LD + 1 + LS2) / LN)]),
+    # chapter 8
+    "parameter_count": (check_tf.parameter_count, _parameters,
+                        [lambda N, H, L, d, mlp: _parameters(N, H // 2, L, d, mlp),
+                         lambda N, H, L, d, mlp: _parameters(N, H, L, d, True),
+                         lambda N, H, L, d, mlp: _parameters(N, H, L, d, mlp) - 2 * d * (L + 1)]),
+    "noise_averaged_loss": (check_tf.noise_averaged_loss, losses.expected_loss,
+                            [_log_of_mixture, _logits_not_normalised]),
 }
 
 
@@ -208,3 +235,21 @@ def test_lsa_checks_explain_expressions(capsys):
     assert check_lsa.step_loss(lsa_theory.isotropic_loss)
     assert not check_lsa.noiseless_query_optimum(lambda n, d, s2, t2: 0.5)
     assert "pair" in capsys.readouterr().out
+
+
+def test_attention_only_check(capsys):
+    """Chapter 8: the experiment's check rejects what is not a trained attention-only net."""
+    from icl.standard_transformer import StandardTransformer
+
+    task = check.RecallTask(vocab_size=20, seq_len=16, alpha=0.5)
+    net = StandardTransformer(task, n_layers=2, d_model=16, n_heads=2, mlp=False, seed=0)
+    assert not check_tf.attention_only(net)
+    assert "nats above the Bayes risk" in capsys.readouterr().out
+    assert not check_tf.attention_only(StandardTransformer(task, n_layers=2, d_model=16))
+    assert "without MLPs" in capsys.readouterr().out
+    assert not check_tf.attention_only("net")
+    assert "StandardTransformer" in capsys.readouterr().out
+    noiseless = check.RecallTask(vocab_size=20, seq_len=16)
+    assert not check_tf.attention_only(StandardTransformer(noiseless, d_model=16, mlp=False))
+    assert "noiseless" in capsys.readouterr().out
+    # the reference (the chapter's training) passes: tests/test_course_kit.py autogrades it

@@ -38,7 +38,7 @@ CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
     "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
-    "06_reproduction", "07_open_questions", "08_standard_transformer",
+    "06_reproduction", "07_open_questions",
     "r2_classification",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
@@ -59,6 +59,18 @@ WRONG = {
     "ex-lsa-prior-scale": "eta_prior = n / (n + d + 1 + sigma2)",
     # chapter R1: the fourth moment of x forgotten (E[v v^T] without the d term)
     "ex-lsa-step-loss": "loss_eta = sigma2 + d * (1 - 2 * eta + eta**2 * (n + 1 + sigma2) / n)",
+    # chapter 8: far too few Adam steps (the network is still near chance)
+    "ex-transformer-attention-only":
+    "standard_transformer.train_adam(bare, bare.task, 10, LR, batch_size=BATCH, seed=0)",
+    # chapter 8: the learned positions counted for H places instead of 2H
+    "ex-transformer-parameters": "    d = d_model\n"
+    "    mlp_part = (2 * d + 8 * d * d + 5 * d) if mlp else 0\n"
+    "    return (vocab_size * d + seq_len * d + n_layers * (6 * d + 4 * d * d + mlp_part)\n"
+    "            + 2 * d + d * vocab_size + vocab_size)",
+    # chapter 8: the cross-entropy of the averaged probability instead of the averaged loss
+    "ex-transformer-noise-loss": "    p = torch.softmax(logits.double(), dim=-1)\n"
+    "    rows = torch.arange(logits.shape[0])\n"
+    "    return -torch.log((1 - alpha) * p[rows, outputs] + alpha * p[:, noise_token])",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)
