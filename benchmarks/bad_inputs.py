@@ -501,6 +501,12 @@ bad("checks.transformer", "n_sequences",
     "icl.checks.transformer.attention_only(None, n_sequences={v})", ["0", "10**7", "2.5"])
 bad("checks.transformer", "strict",
     "icl.checks.transformer.noise_averaged_loss(None, strict={v})", ['"yes"', "1"])
+bad("checks.questions", "seed", "icl.checks.questions.posterior_predictive(None, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.questions", "n_cases",
+    "icl.checks.questions.sign_step_fraction(None, n_cases={v})", ["0", "10**6", "2.5"])
+bad("checks.questions", "strict",
+    "icl.checks.questions.one_occurrence_risk(None, strict={v})", ['"yes"', "1"])
 bad("chi_square", "counts", "laws.chi_square({v}, [0.5, 0.5])",
     ['"x"', "[1, 2, 3]", "[-1, 2]", "[nan, 1]"])
 bad("chi_square", "probs", "laws.chi_square([1, 2], {v})", ['"x"', "[nan, 0.5]"])
@@ -575,6 +581,7 @@ from icl.symbolic import construction as symc
 import icl.checks.task
 import icl.checks.lsa
 import icl.checks.transformer
+import icl.checks.questions
 
 nan, inf = float("nan"), float("inf")
 T = icl.RecallTask(vocab_size=20, seq_len=16)

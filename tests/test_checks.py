@@ -10,14 +10,16 @@ import sympy as sp
 import torch
 
 import icl.checks.lsa as check_lsa
+import icl.checks.questions as check_q
 import icl.checks.task as check
 import icl.checks.transformer as check_tf
-from icl import bayes, checks, laws, losses
+from icl import bayes, checks, general_task, laws, losses
 from icl.lsa import theory as lsa_theory
 
 H = sp.Symbol("H")
 S = H - 2
 LN, LD, LS2, LETA = sp.symbols("n d sigma2 eta", positive=True)  # chapter R1
+QA, QB, QNY, QNT = sp.symbols("a b n_y n_tau", positive=True)  # chapter 7
 
 
 def _numbers(text: str) -> set[str]:
@@ -92,6 +94,18 @@ CASES = {
                          lambda N, H, L, d, mlp: _parameters(N, H, L, d, mlp) - 2 * d * (L + 1)]),
     "noise_averaged_loss": (check_tf.noise_averaged_loss, losses.expected_loss,
                             [_log_of_mixture, _logits_not_normalised]),
+    # chapter 7
+    "sign_step_fraction": (check_q.sign_step_fraction, lambda Q, B: 1 - (1 - 1 / Q) ** B,
+                           [lambda Q, B: min(1.0, B / Q), lambda Q, B: (1 - 1 / Q) ** B,
+                            lambda Q, B: 1 - (1 - 1 / Q) ** (B - 1)]),
+    "one_occurrence_risk": (check_q.one_occurrence_risk,
+                            lambda a, b: bayes.binary_entropy(a / (a + b + 1)),
+                            [lambda a, b: bayes.binary_entropy(a / (a + b)),
+                             lambda a, b: bayes.binary_entropy((a + 1) / (a + b + 1))]),
+    "posterior_predictive": (check_q.posterior_predictive,
+                             (QA + QNT) / (QA + QB + QNY + QNT),
+                             [QNT / (QNY + QNT), (QB + QNT) / (QA + QB + QNY + QNT),
+                              QA / (QA + QB), (QA + QNT) / (QA + QB + QNY + QNT + 1)]),
 }
 
 
@@ -253,3 +267,14 @@ def test_attention_only_check(capsys):
     assert not check_tf.attention_only(StandardTransformer(noiseless, d_model=16, mlp=False))
     assert "noiseless" in capsys.readouterr().out
     # the reference (the chapter's training) passes: tests/test_course_kit.py autogrades it
+
+
+def test_general_task_references_agree(capsys):
+    """Chapter 7: the K = 1 risk is H_b of the constant predictive probability."""
+    task = general_task.GeneralTask(check.RecallTask(alpha=0.5), max_occurrences=1,
+                                    n_distractors=0, prior=(1.0, 1.0))
+    assert abs(general_task.bayes_risk_general(task) - bayes.binary_entropy(1 / 3)) < 1e-12
+    assert check_q.posterior_predictive(
+        lambda a, b, ny, nt: sp.Rational(1, 1) * (a + nt) / (a + b + ny + nt))
+    assert not check_q.posterior_predictive(QA / (QA + sp.Symbol("c")))
+    assert "['c']" in capsys.readouterr().out

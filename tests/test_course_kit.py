@@ -38,7 +38,7 @@ CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
 NOT_CONVERTED = {
     "02_bayes_risk", "03_optimal_transformer", "04_training", "05_generalization",
-    "06_reproduction", "07_open_questions",
+    "06_reproduction",
     "r2_classification",
 }
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
@@ -71,6 +71,13 @@ WRONG = {
     "ex-transformer-noise-loss": "    p = torch.softmax(logits.double(), dim=-1)\n"
     "    rows = torch.arange(logits.shape[0])\n"
     "    return -torch.log((1 - alpha) * p[rows, outputs] + alpha * p[:, noise_token])",
+    # chapter 7: B > |Q| taken to mean that every trigger is in every batch
+    "ex-questions-sign-steps": "    return min(1.0, batch_size / n_triggers)",
+    # chapter 7: the prior mean, forgetting that the one follower of q is y
+    "ex-questions-one-occurrence": "    p = a / (a + b)\n"
+    "    return -p * math.log(p) - (1 - p) * math.log(1 - p)",
+    # chapter 7: the frequency of tau among the followers (the prior ignored)
+    "ex-questions-posterior": "p_tau = n_tau / (n_y + n_tau)",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)

@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "icl.checks.task": 10,
     "icl.checks.lsa": 10,
     "icl.checks.transformer": 10,
+    "icl.checks.questions": 10,
     "icl.reproduce": 10,
     "icl.__main__": 11,
 }
