@@ -60,7 +60,8 @@ WRONG = {
     # chapter R1: the fourth moment of x forgotten (E[v v^T] without the d term)
     "ex-lsa-step-loss": "loss_eta = sigma2 + d * (1 - 2 * eta + eta**2 * (n + 1 + sigma2) / n)",
     # chapter 8: far too few Adam steps (the network is still near chance)
-    "ex-transformer-attention-only":
+    "ex-transformer-attention-only": "bare = standard_transformer.StandardTransformer("
+    "tasks['noisy (α = 0.5)'], n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, mlp=False)\n"
     "standard_transformer.train_adam(bare, bare.task, 10, LR, batch_size=BATCH, seed=0)",
     # chapter 8: the learned positions counted for H places instead of 2H
     "ex-transformer-parameters": "    d = d_model\n"
