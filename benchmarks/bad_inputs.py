@@ -545,6 +545,22 @@ bad("quadratic_hoeffding_bound", "alpha", "finite.quadratic_hoeffding_bound({v},
     ["0.0", "1.0", "nan", '"0.2"'])
 bad("quadratic_hoeffding_bound", "m", "finite.quadratic_hoeffding_bound(0.2, {v}, 0.05)",
     ["0", "2.5", '"100"'])
+bad("checks.lsa", "seed", "icl.checks.lsa.step_loss(None, seed={v})", ["-1", "True", '"x"'])
+bad("checks.lsa", "strict", "icl.checks.lsa.prior_scale_step(None, strict={v})", ['"yes"', "1"])
+bad("checks.lsa", "n_cases", "icl.checks.lsa.noiseless_query_optimum(None, n_cases={v})",
+    ["0", "10**6", "2.5"])
+bad("checks.transformer", "seed", "icl.checks.transformer.parameter_count(None, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.transformer", "n_sequences",
+    "icl.checks.transformer.attention_only(None, n_sequences={v})", ["0", "10**7", "2.5"])
+bad("checks.transformer", "strict",
+    "icl.checks.transformer.noise_averaged_loss(None, strict={v})", ['"yes"', "1"])
+bad("checks.questions", "seed", "icl.checks.questions.posterior_predictive(None, seed={v})",
+    ["-1", "True", '"x"'])
+bad("checks.questions", "n_cases",
+    "icl.checks.questions.sign_step_fraction(None, n_cases={v})", ["0", "10**6", "2.5"])
+bad("checks.questions", "strict",
+    "icl.checks.questions.one_occurrence_risk(None, strict={v})", ['"yes"', "1"])
 bad("chi_square", "counts", "laws.chi_square({v}, [0.5, 0.5])",
     ['"x"', "[1, 2, 3]", "[-1, 2]", "[nan, 1]"])
 bad("chi_square", "probs", "laws.chi_square([1, 2], {v})", ['"x"', "[nan, 0.5]"])
@@ -638,9 +654,12 @@ import icl.checks.bayes
 import icl.checks.classification
 import icl.checks.construction
 import icl.checks.generalization
+import icl.checks.lsa
+import icl.checks.questions
 import icl.checks.reproduction
 import icl.checks.task
 import icl.checks.training
+import icl.checks.transformer
 
 nan, inf = float("nan"), float("inf")
 T = icl.RecallTask(vocab_size=20, seq_len=16)

@@ -16,17 +16,24 @@ import icl.checks.bayes as check_bayes
 import icl.checks.classification as cls_check
 import icl.checks.construction as check_construction
 import icl.checks.generalization as gen_check
+import icl.checks.lsa as check_lsa
+import icl.checks.questions as check_q
 import icl.checks.reproduction as rep_check
 import icl.checks.task as check
 import icl.checks.training as check_training
-from icl import bayes, checks, dynamics, finite, laws, shifts, softmax_construction
+import icl.checks.transformer as check_tf
+from icl import bayes, checks, dynamics, finite, general_task, laws, losses, shifts
+from icl import softmax_construction
 from icl.classification import data as cls_data
 from icl.classification import model as cls_model
 from icl.classification import theory as cls_theory
 from icl.closed_forms import closed_form_loss as icl_closed_form_loss
+from icl.lsa import theory as lsa_theory
 
 H = sp.Symbol("H")
 S = H - 2
+LN, LD, LS2, LETA = sp.symbols("n d sigma2 eta", positive=True)  # chapter R1
+QA, QB, QNY, QNT = sp.symbols("a b n_y n_tau", positive=True)  # chapter 7
 
 
 def _numbers(text: str) -> set[str]:
@@ -181,6 +188,25 @@ def _plain_gd_no_start(task, lr, steps):
 #: checks whose answer is a value (not a function): the "raises" case does not apply
 VALUE_ANSWERS = {"final_lambdas"}
 
+def _parameters(N, H, L, d, mlp):
+    """Chapter 8's count, written out (2H positions, biases and layer-norm gains)."""
+    block = 2 * d + 4 * d * d + 4 * d + ((2 * d + 8 * d * d + 5 * d) if mlp else 0)
+    return N * d + 2 * H * d + L * block + 2 * d + d * N + N
+
+
+def _log_of_mixture(logits, outputs, alpha, noise_token):
+    """The cross-entropy of the averaged probability instead of the averaged cross-entropy."""
+    p = torch.softmax(logits, -1)
+    return -torch.log((1 - alpha) * p[torch.arange(len(outputs)), outputs]
+                      + alpha * p[:, noise_token])
+
+
+def _logits_not_normalised(logits, outputs, alpha, noise_token):
+    """Forgets the log-partition function."""
+    rows = torch.arange(len(outputs))
+    return -(1 - alpha) * logits[rows, outputs] - alpha * logits[:, noise_token]
+
+
 # (check, reference answer, wrong answers: plausible student mistakes)
 CASES = {
     "alpha_shift_limit": (gen_check.alpha_shift_limit,
@@ -246,6 +272,40 @@ CASES = {
     "plain_gd": (check_training.plain_gd, dynamics.plain_gd_trajectory,
                  [_plain_gd_no_tau, _plain_gd_no_start,
                   lambda task, lr, steps: lr * np.arange(steps + 1.0)]),
+    # chapter R1
+    "noiseless_query_optimum": (
+        check_lsa.noiseless_query_optimum,
+        lambda n, d, s2, t2: (lsa_theory.eta_star(n, d, s2, t2),
+                              lsa_theory.loss_star(n, d, s2, t2) - s2),
+        [lambda n, d, s2, t2: (lsa_theory.eta_star(n, d, s2, t2),
+                               lsa_theory.loss_star(n, d, s2, t2)),  # query noise kept
+         lambda n, d, s2, t2: (n / (n + d + 1), t2 * d * (1 - n / (n + d + 1)))]),  # no noise
+    "prior_scale_step": (check_lsa.prior_scale_step, LN / (LN + LD + 1 + LD * LS2),
+                         [LN / (LN + LD + 1 + LS2), LN / (LN + LD + 1 + LS2 / LD)]),
+    "step_loss": (check_lsa.step_loss,
+                  LS2 + LD * (1 - 2 * LETA + LETA**2 * (LN + LD + 1 + LS2) / LN),
+                  [LS2 + LD * (1 - 2 * LETA + LETA**2 * (LN + 1 + LS2) / LN),
+                   LD * (1 - 2 * LETA + LETA**2 * (LN + LD + 1 + LS2) / LN),
+                   LS2 + LD * (1 - LETA + LETA**2 * (LN + LD + 1 + LS2) / LN)]),
+    # chapter 8
+    "parameter_count": (check_tf.parameter_count, _parameters,
+                        [lambda N, H, L, d, mlp: _parameters(N, H // 2, L, d, mlp),
+                         lambda N, H, L, d, mlp: _parameters(N, H, L, d, True),
+                         lambda N, H, L, d, mlp: _parameters(N, H, L, d, mlp) - 2 * d * (L + 1)]),
+    "noise_averaged_loss": (check_tf.noise_averaged_loss, losses.expected_loss,
+                            [_log_of_mixture, _logits_not_normalised]),
+    # chapter 7
+    "sign_step_fraction": (check_q.sign_step_fraction, lambda Q, B: 1 - (1 - 1 / Q) ** B,
+                           [lambda Q, B: min(1.0, B / Q), lambda Q, B: (1 - 1 / Q) ** B,
+                            lambda Q, B: 1 - (1 - 1 / Q) ** (B - 1)]),
+    "one_occurrence_risk": (check_q.one_occurrence_risk,
+                            lambda a, b: bayes.binary_entropy(a / (a + b + 1)),
+                            [lambda a, b: bayes.binary_entropy(a / (a + b)),
+                             lambda a, b: bayes.binary_entropy((a + 1) / (a + b + 1))]),
+    "posterior_predictive": (check_q.posterior_predictive,
+                             (QA + QNT) / (QA + QB + QNY + QNT),
+                             [QNT / (QNY + QNT), (QB + QNT) / (QA + QB + QNY + QNT),
+                              QA / (QA + QB), (QA + QNT) / (QA + QB + QNY + QNT + 1)]),
 }
 
 
@@ -550,3 +610,43 @@ def test_chapters_2_4_other_seeds_pass_the_reference(capsys):
             fn, reference, _ = CASES[name]
             assert fn(reference, seed=seed), (name, seed)
     assert check_training.final_lambdas((19.5, 30.0), seed=5)
+
+
+def test_lsa_checks_explain_expressions(capsys):
+    """Chapter R1: a stray symbol, a bare number and a function of the sizes."""
+    assert not check_lsa.prior_scale_step(LN / (LN + LD + 1 + sp.Symbol("tau2")))
+    assert "tau2" in capsys.readouterr().out
+    assert not check_lsa.step_loss(1.5)
+    assert "single number" in capsys.readouterr().out
+    assert check_lsa.step_loss(lsa_theory.isotropic_loss)
+    assert not check_lsa.noiseless_query_optimum(lambda n, d, s2, t2: 0.5)
+    assert "pair" in capsys.readouterr().out
+
+
+def test_attention_only_check(capsys):
+    """Chapter 8: the experiment's check rejects what is not a trained attention-only net."""
+    from icl.standard_transformer import StandardTransformer
+
+    task = check.RecallTask(vocab_size=20, seq_len=16, alpha=0.5)
+    net = StandardTransformer(task, n_layers=2, d_model=16, n_heads=2, mlp=False, seed=0)
+    assert not check_tf.attention_only(net)
+    assert "nats above the Bayes risk" in capsys.readouterr().out
+    assert not check_tf.attention_only(StandardTransformer(task, n_layers=2, d_model=16))
+    assert "without MLPs" in capsys.readouterr().out
+    assert not check_tf.attention_only("net")
+    assert "StandardTransformer" in capsys.readouterr().out
+    noiseless = check.RecallTask(vocab_size=20, seq_len=16)
+    assert not check_tf.attention_only(StandardTransformer(noiseless, d_model=16, mlp=False))
+    assert "noiseless" in capsys.readouterr().out
+    # the reference (the chapter's training) passes: tests/test_course_kit.py autogrades it
+
+
+def test_general_task_references_agree(capsys):
+    """Chapter 7: the K = 1 risk is H_b of the constant predictive probability."""
+    task = general_task.GeneralTask(check.RecallTask(alpha=0.5), max_occurrences=1,
+                                    n_distractors=0, prior=(1.0, 1.0))
+    assert abs(general_task.bayes_risk_general(task) - bayes.binary_entropy(1 / 3)) < 1e-12
+    assert check_q.posterior_predictive(
+        lambda a, b, ny, nt: sp.Rational(1, 1) * (a + nt) / (a + b + ny + nt))
+    assert not check_q.posterior_predictive(QA / (QA + sp.Symbol("c")))
+    assert "['c']" in capsys.readouterr().out

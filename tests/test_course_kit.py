@@ -36,9 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p for p in (ROOT / "notebooks").glob("[0-9r]*.ipynb"))
 #: chapters still in the old format (exercise + dropdown solution + check cell), converted
 #: in the next phase: remove a chapter from here when it is converted (strict xfail).
-NOT_CONVERTED = {
-    "07_open_questions", "08_standard_transformer", "r1_lsa",
-}
+NOT_CONVERTED: set[str] = set()
 #: a deliberately wrong answer (a plausible mistake) for every exercise, by label: the code
 #: that replaces the ``### BEGIN SOLUTION … ### END SOLUTION`` region of its answer cell
 WRONG = {
@@ -100,6 +98,33 @@ WRONG = {
     "ex-classification-prediction":
     "    b = (prompts.labels.to(prompts.x.dtype).unsqueeze(-1) * prompts.x).mean(1)\n"
     "    return torch.einsum(\"bi,ij,bj->b\", b, w, prompts.xq)",
+    # chapter R1: the query noise kept in the optimal loss
+    "ex-lsa-noiseless-query": "    eta = n / (n + d + 1 + sigma2 / tau2)\n"
+    "    return eta, sigma2 + tau2 * d * (1 - eta)",
+    # chapter R1: the noise-to-signal ratio taken as sigma2 (the prior's scale forgotten)
+    "ex-lsa-prior-scale": "eta_prior = n / (n + d + 1 + sigma2)",
+    # chapter R1: the fourth moment of x forgotten (E[v v^T] without the d term)
+    "ex-lsa-step-loss": "loss_eta = sigma2 + d * (1 - 2 * eta + eta**2 * (n + 1 + sigma2) / n)",
+    # chapter 8: far too few Adam steps (the network is still near chance)
+    "ex-transformer-attention-only": "bare = standard_transformer.StandardTransformer("
+    "tasks['noisy (α = 0.5)'], n_layers=2, d_model=D_MODEL, n_heads=N_HEADS, mlp=False)\n"
+    "standard_transformer.train_adam(bare, bare.task, 10, LR, batch_size=BATCH, seed=0)",
+    # chapter 8: the learned positions counted for H places instead of 2H
+    "ex-transformer-parameters": "    d = d_model\n"
+    "    mlp_part = (2 * d + 8 * d * d + 5 * d) if mlp else 0\n"
+    "    return (vocab_size * d + seq_len * d + n_layers * (6 * d + 4 * d * d + mlp_part)\n"
+    "            + 2 * d + d * vocab_size + vocab_size)",
+    # chapter 8: the cross-entropy of the averaged probability instead of the averaged loss
+    "ex-transformer-noise-loss": "    p = torch.softmax(logits.double(), dim=-1)\n"
+    "    rows = torch.arange(logits.shape[0])\n"
+    "    return -torch.log((1 - alpha) * p[rows, outputs] + alpha * p[:, noise_token])",
+    # chapter 7: B > |Q| taken to mean that every trigger is in every batch
+    "ex-questions-sign-steps": "    return min(1.0, batch_size / n_triggers)",
+    # chapter 7: the prior mean, forgetting that the one follower of q is y
+    "ex-questions-one-occurrence": "    p = a / (a + b)\n"
+    "    return -p * math.log(p) - (1 - p) * math.log(1 - p)",
+    # chapter 7: the frequency of tau among the followers (the prior ignored)
+    "ex-questions-posterior": "p_tau = n_tau / (n_y + n_tau)",
 }
 SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION[ \t]*$", re.M | re.S)
 LABEL = re.compile(r"^```\{exercise\}.*\n:label: (ex-[\w-]+)$", re.M)
