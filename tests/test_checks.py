@@ -22,8 +22,17 @@ import icl.checks.reproduction as rep_check
 import icl.checks.task as check
 import icl.checks.training as check_training
 import icl.checks.transformer as check_tf
-from icl import bayes, checks, dynamics, finite, general_task, laws, losses, shifts
-from icl import softmax_construction
+from icl import (
+    bayes,
+    checks,
+    dynamics,
+    finite,
+    general_task,
+    laws,
+    losses,
+    shifts,
+    softmax_construction,
+)
 from icl.classification import data as cls_data
 from icl.classification import model as cls_model
 from icl.classification import theory as cls_theory
