@@ -346,11 +346,20 @@ def _train_step(
     logits = model._forward_fast(tokens, *model.matrices(), parts=False).xi
     loss = torch.nn.functional.cross_entropy(logits, targets)
     grads = torch.autograd.grad(loss, params)
-    if isinstance(normalized, _Decoupled):
-        normalized(params, list(grads))
-    else:
-        _apply_update(params, list(grads), lr, normalized)
+    _update(params, list(grads), lr, normalized)
     return loss.detach()
+
+
+def _update(
+    params: list[torch.Tensor], grads: list[torch.Tensor], lr: float,
+    rule: bool | str | _Decoupled,
+) -> None:
+    """One update with :func:`train`'s rule, on the autograd and the closed-form path alike:
+    a :class:`_Decoupled` rule (weight decay, Adam) or :func:`_apply_update`'s step."""
+    if isinstance(rule, _Decoupled):
+        rule(params, grads)
+    else:
+        _apply_update(params, grads, lr, rule)
 
 
 class _FusedStep:
@@ -480,10 +489,7 @@ class _FusedStep:
         :func:`train`'s rule: a :class:`_Decoupled` update (weight decay, Adam) is applied
         as it is on the autograd path."""
         loss, grads = self.gradients(tokens, targets)
-        if isinstance(normalized, _Decoupled):
-            normalized(self.params, grads)
-        else:
-            _apply_update(self.params, grads, lr, normalized)
+        _update(self.params, grads, lr, normalized)
         return loss
 class _Decoupled:
     """The update with :func:`train`'s options: decoupled weight decay ``θ ← (1 - ηω) θ``,
