@@ -29,6 +29,8 @@ import threading
 
 import torch
 
+from . import kernels
+
 __all__ = [
     "Attend",
     "StepLogits",
@@ -125,10 +127,18 @@ def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.
 def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
     """``A`` (interleaved ``[B, 2N]``) and what the backward pass needs.
 
-    Linear and ReLU attention write the scores straight into the scatter's buffer.
+    On the CPU the compiled kernels of :mod:`icl.kernels` do it (saved: ``a`` for softmax,
+    ``r`` for linear and ReLU); elsewhere PyTorch operations, where linear and ReLU
+    attention write the scores straight into the scatter's buffer (saved: the ReLU mask).
     """
     B, H = tokens.shape
     n = r.shape[1] // 2
+    if kernels.available(tokens, r):  # compiled, one pass (icl.kernels)
+        tokens = tokens.contiguous()
+        if attention == "softmax":
+            a = torch.softmax(kernels.pair_gather(tokens, r, r.new_empty(B, H)), dim=-1)
+            return kernels.pair_scatter(tokens, a, n), a
+        return kernels.attend_forward(tokens, r, attention), r
     if attention == "softmax":
         a = torch.softmax(_pair_gather(r, tokens, r.new_empty(B, H)), dim=-1)
         return _pair_scatter(a, tokens, n), a
@@ -145,6 +155,13 @@ def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
     """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form."""
     B, H = tokens.shape
     n = grad_A.shape[1] // 2
+    if kernels.available(tokens, grad_A):  # saved: a (softmax) or r (linear, ReLU)
+        tokens = tokens.contiguous()
+        if attention == "softmax":
+            g = kernels.pair_gather(tokens, grad_A, grad_A.new_empty(B, H))
+            ds = torch._softmax_backward_data(g, saved, -1, saved.dtype)
+            return kernels.pair_scatter(tokens, ds, n)
+        return kernels.attend_backward(tokens, grad_A, saved, attention)
     if attention == "softmax":
         a = saved
         g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
@@ -355,12 +372,18 @@ def fused_step_grads(
     M = P[q_len:].view(n, 2 * n)
     dQ = dP[:q_len].view(2 * n, 3 * n)
     dM = dP[q_len:].view(n, 2 * n)
-    j = tokens[:, -2:].mul(2)
-    j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
-    rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
-    RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
-    A, saved = _attend_forward(tokens, RD[:, : 2 * n].contiguous(), attention)
-    xi = torch.addmm(RD[:, 2 * n :], A, M.T)
+    cpu = kernels.available(tokens, P)
+    if cpu:
+        tokens = tokens.contiguous()
+        r, direct = kernels.step_rows(tokens, Q, n)
+    else:
+        j = tokens[:, -2:].mul(2)
+        j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
+        rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
+        RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
+        r, direct = RD[:, : 2 * n].contiguous(), RD[:, 2 * n :]
+    A, saved = _attend_forward(tokens, r, attention)
+    xi = torch.addmm(direct, A, M.T)
     logp = torch.log_softmax(xi, dim=1)
     t = targets.view(B, 1)
     loss = logp.gather(1, t).mean().neg_()
@@ -371,6 +394,9 @@ def fused_step_grads(
     G = torch._log_softmax_backward_data(dlogp.mul_(1.0 / B), logp, 1, logp.dtype)
     torch.mm(G.T, A, out=dM)
     dr = _attend_backward(G @ M, tokens, attention, saved)
+    if cpu:
+        kernels.step_rows_grad(tokens, dr, G, dQ)
+        return loss
     dRG = torch.cat([dr, G], dim=1)
     dQ.zero_()
     dQ.index_add_(0, j[:, 0], dRG).index_add_(0, j[:, 1], dRG)

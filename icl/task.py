@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import kernels
 from .constants import rate_constant as _rate_constant
 from .constants import resolve_gamma
 from .fastpath import scratch
@@ -623,6 +624,8 @@ def _sample_default(
 ) -> RecallBatch:
     """:func:`sample_sequences` with the default knobs, from one random draw.
 
+    On the CPU: :func:`icl.kernels.sample_default`, one compiled pass per sequence whose
+    random numbers come from one 64-bit draw of ``g``. Elsewhere (CUDA) as follows.
     The filler and the per-sequence variables come from one call
     (:func:`_tokens_and_words`): the trigger ``q = w mod |Q|`` (noiseless), ``y``, the pair
     start ``p = w mod (H-2)``, the noise start by :func:`_noise_starts_from`, and the flip
@@ -631,13 +634,18 @@ def _sample_default(
     """
     N, nq = task.vocab_size, task.n_triggers
     noisy = task.noisy
+    pool_lo = nq + (task.n_outputs if ood else 0)
+    pool_n = (N - 1 - pool_lo) if ood else task.n_outputs
+    if kernels.runs_on(dev):  # one compiled pass (icl.kernels)
+        out = kernels.sample_default(g, B, H, n_triggers=nq, vocab_size=N, pool_lo=pool_lo,
+                                     pool_n=pool_n, noisy=noisy, alpha=a)
+        tokens, targets, y, p, noise_pos = out
+        return RecallBatch._trusted(tokens, targets, y, p, noise_pos)
     R = N - 1 - nq
     _, span = _word_span(R)
     n_words = 4 if noisy else 3
     tokens, words = _tokens_and_words(nq, N - 1, (B, H), n_words * B, g, dev)
     w = words.view(n_words, B)
-    pool_lo = nq + (task.n_outputs if ood else 0)
-    pool_n = (N - 1 - pool_lo) if ood else task.n_outputs
     if noisy:
         y = torch.remainder(w[0], pool_n).add_(pool_lo)
         p = torch.remainder(w[1], H - 2)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import fastpath, roles
+from . import fastpath, kernels, roles
 from .bayes import bayes_risk
 from .model import OneLayerTransformer
 from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
@@ -467,19 +467,25 @@ class _FusedStep:
         """The batch's loss and ``∂L/∂θ`` for every trainable parameter (valid until the
         next call)."""
         params = self.params
+        cpu = kernels.available(self.P)
         if self.affine:
             torch.addmv(self.P0, self.basis.T, params[0].view(-1), out=self.P)
-        elif len(params) == 1:
-            self.P.copy_(self.P0).index_add_(
-                0, self.dst, params[0].view(-1).index_select(0, self.src))
         else:
-            flat = torch.cat([p.view(-1) for p in params])
-            self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
+            flat = params[0].view(-1) if len(params) == 1 else torch.cat(
+                [p.view(-1) for p in params])
+            if cpu:  # compiled (icl.kernels), the same sums
+                kernels.gather_add(self.P0, self.dst, flat, self.src, self.P)
+            else:
+                self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
         loss = fastpath.fused_step_grads(tokens, targets, self.P, self.dP, self.n,
                                          self.model.attention)
         if self.affine:
             return loss, [torch.mv(self.basis, self.dP).view(params[0].shape)]
-        g = self.flat_grad.zero_().index_add_(0, self.src, self.dP.index_select(0, self.dst))
+        if cpu:
+            g = kernels.scatter_from(self.dP, self.dst, self.src, self.flat_grad)
+        else:
+            g = self.flat_grad.zero_().index_add_(0, self.src,
+                                                  self.dP.index_select(0, self.dst))
         return loss, [v.view(p.shape) for v, p in zip(g.split(self.numels), params,
                                                        strict=True)]
 

@@ -20,7 +20,8 @@ PACKAGE = ROOT / "icl"
 #: the layer of every module of the recall task (the paper), bottom to top
 LAYERS: dict[str, int] = {
     "icl.validate": 0,
-    "icl.fastpath": 0,
+    "icl.kernels": 0,
+    "icl.fastpath": 1,
     "icl.config": 1,
     "icl.rates": 1,
     "icl.constants": 1,

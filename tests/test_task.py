@@ -3,6 +3,9 @@
 The structural invariants of spec section 1 are checked on every batch by
 ``assert_invariants``; the laws of the random choices by chi-square and binomial tests
 with fixed seeds (written directly with scipy, independently of :mod:`icl.laws`).
+
+Every test runs twice: on the compiled CPU sampler (:mod:`icl.kernels`) and on the
+PyTorch sampler that other devices (CUDA) use, so both are held to the same law.
 """
 
 from __future__ import annotations
@@ -17,10 +20,21 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import icl
+from icl import kernels
 from icl.bayes import recover_output
 from icl.task import RecallBatch, RecallTask, make_generator, sample_sequences
 
 P_MIN = 1e-4  # p-value threshold of the statistical tests (fixed seeds: deterministic)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def sampler_path(request):
+    """The sampler under test: the compiled one, or PyTorch's (``kernels.disabled``)."""
+    if request.param == "torch":
+        with kernels.disabled():
+            yield request.param
+    else:
+        yield request.param
 
 
 # --------------------------------------------------------------------------- helpers
