@@ -34,7 +34,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("generalises", "what generalises"),
 )
 
-#: the recall task's row: what chapters 3–5 establish, in the book's words
+#: The recall task's row, what chapters 3–5 establish, in the book's words.
 RECALL_ROW: dict[str, str] = {
     "result": "in-context recall (chapters 3–5; Nguyen & Nguyen-Tang)",
     "task": "recall the token $y$ that followed the trigger $q$ in the context; the noise "

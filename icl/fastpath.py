@@ -34,6 +34,7 @@ from . import kernels
 __all__ = [
     "Attend",
     "StepLogits",
+    "StepViews",
     "attend",
     "fused_step_grads",
     "interleave",
@@ -179,7 +180,7 @@ class Attend(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, tokens: torch.Tensor, r: torch.Tensor, attention: str):  # noqa: D102
-        A, saved = _attend_forward(tokens, r.contiguous(), attention)
+        A, saved = _attend_forward(tokens, r.detach().contiguous(), attention)
         ctx.attention = attention
         ctx.save_for_backward(tokens, *(() if saved is None else (saved,)))
         return A
@@ -188,7 +189,8 @@ class Attend(torch.autograd.Function):
     def backward(ctx, grad_A: torch.Tensor):  # noqa: D102
         tokens, *saved = ctx.saved_tensors
         saved = saved[0] if saved else None
-        return None, _attend_backward(grad_A.contiguous(), tokens, ctx.attention, saved), None
+        grad_r = _attend_backward(grad_A.detach().contiguous(), tokens, ctx.attention, saved)
+        return None, grad_r, None
 
 
 def _to_interleaved(M: torch.Tensor, n: int) -> torch.Tensor:
@@ -348,9 +350,25 @@ def step_layout_size(n: int) -> int:
     return 8 * n * n
 
 
+class StepViews:
+    """The blocks of the step layout ``P`` and of its gradient ``dP`` as matrices (made
+    once per training run): ``Q``, ``M``, ``Mᵀ``, ``∂L/∂Q``, ``∂L/∂M``."""
+
+    __slots__ = ("P", "dP", "Q", "M", "MT", "dQ", "dM", "n")
+
+    def __init__(self, P: torch.Tensor, dP: torch.Tensor, n: int) -> None:
+        q_len = 6 * n * n
+        self.P, self.dP, self.n = P, dP, n
+        self.Q = P[:q_len].view(2 * n, 3 * n)
+        self.M = P[q_len:].view(n, 2 * n)
+        self.MT = self.M.T
+        self.dQ = dP[:q_len].view(2 * n, 3 * n)
+        self.dM = dP[q_len:].view(n, 2 * n)
+
+
 def fused_step_grads(
     tokens: torch.Tensor, targets: torch.Tensor, P: torch.Tensor, dP: torch.Tensor,
-    n: int, attention: str,
+    n: int, attention: str, views: StepViews | None = None,
 ) -> torch.Tensor:
     """Loss of one batch and its gradient with respect to the step layout ``P``, no autograd.
 
@@ -364,24 +382,19 @@ def fused_step_grads(
     and the backward pass ``G = (softmax ξ - onehot)/B`` (as autograd computes it),
     ``∂L/∂M = Gᵀ A``, ``∂L/∂A = G M``, ``∂L/∂r`` by ``_attend_backward``, and ``∂L/∂Q`` adds the row
     ``(∂L/∂r, G)`` at rows ``j_1`` and ``j_2``. Returns the loss (a 0-d tensor).
+    ``views`` (:class:`StepViews` of ``P, dP``) saves remaking the blocks at every step.
     Checked against autograd through the dense reference in ``tests/test_fastpath.py``.
     """
+    v = StepViews(P, dP, n) if views is None else views
+    if kernels.available(tokens, P):
+        return _fused_step_cpu(tokens.contiguous(), targets, v, attention)
     B = tokens.shape[0]
-    q_len = 6 * n * n
-    Q = P[:q_len].view(2 * n, 3 * n)
-    M = P[q_len:].view(n, 2 * n)
-    dQ = dP[:q_len].view(2 * n, 3 * n)
-    dM = dP[q_len:].view(n, 2 * n)
-    cpu = kernels.available(tokens, P)
-    if cpu:
-        tokens = tokens.contiguous()
-        r, direct = kernels.step_rows(tokens, Q, n)
-    else:
-        j = tokens[:, -2:].mul(2)
-        j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
-        rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
-        RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
-        r, direct = RD[:, : 2 * n].contiguous(), RD[:, 2 * n :]
+    Q, M, dQ, dM = v.Q, v.M, v.dQ, v.dM
+    j = tokens[:, -2:].mul(2)
+    j[:, 0].add_(1)  # (2 z_{H-1} + 1, 2 z_H)
+    rows = Q.index_select(0, j.view(-1)).view(B, 2, 3 * n)
+    RD = torch.add(rows[:, 0], rows[:, 1])  # [B, 3N]: (r interleaved, U F x_H)
+    r, direct = RD[:, : 2 * n].contiguous(), RD[:, 2 * n :]
     A, saved = _attend_forward(tokens, r, attention)
     xi = torch.addmm(direct, A, M.T)
     logp = torch.log_softmax(xi, dim=1)
@@ -394,13 +407,37 @@ def fused_step_grads(
     G = torch._log_softmax_backward_data(dlogp.mul_(1.0 / B), logp, 1, logp.dtype)
     torch.mm(G.T, A, out=dM)
     dr = _attend_backward(G @ M, tokens, attention, saved)
-    if cpu:
-        kernels.step_rows_grad(tokens, dr, G, dQ)
-        return loss
     dRG = torch.cat([dr, G], dim=1)
     dQ.zero_()
     dQ.index_add_(0, j[:, 0], dRG).index_add_(0, j[:, 1], dRG)
     return loss
+
+
+def _fused_step_cpu(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
+                    attention: str) -> torch.Tensor:
+    """:func:`fused_step_grads` with the compiled kernels (:mod:`icl.kernels`): the same
+    operations, fewer of them (the rows of ``Q``, the seed of the cross-entropy's backward
+    pass and the scatter into ``∂L/∂Q`` are one call each)."""
+    n = v.n
+    r, direct = kernels.step_rows(tokens, v.Q, n)
+    if attention == "softmax":
+        A, a = _attend_forward(tokens, r, attention)
+    else:
+        A = kernels.attend_forward(tokens, r, attention)
+    xi = torch.addmm(direct, A, v.MT)
+    logp = torch.log_softmax(xi, dim=1)
+    dlogp = torch.empty_like(logp)
+    loss = kernels.nll_seed(logp, targets, dlogp)
+    # G by the kernel autograd's cross-entropy uses (see fused_step_grads)
+    G = torch._log_softmax_backward_data(dlogp, logp, 1, logp.dtype)
+    torch.mm(G.T, A, out=v.dM)
+    grad_A = torch.mm(G, v.M)
+    if attention == "softmax":
+        dr = _attend_backward(grad_A, tokens, attention, a)
+    else:
+        dr = kernels.attend_backward(tokens, grad_A, r, attention)
+    kernels.step_rows_grad(tokens, dr, G, v.dQ)
+    return torch.tensor(loss, dtype=logp.dtype)
 
 
 def _minus_ones(B: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -44,15 +44,16 @@ __all__ = [
     "available",
     "disabled",
     "draw_key",
-    "gather_add",
+    "from_layout",
+    "nll_seed",
     "pair_gather",
     "pair_scatter",
     "runs_on",
     "sample_default",
-    "scatter_from",
     "splitmix64",
     "step_rows",
     "step_rows_grad",
+    "to_layout",
 ]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -164,7 +165,8 @@ def _attend_grad(tokens, grad_A, r, relu, zero, out):  # pragma: no cover - comp
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy()
+    """The memory of a CPU tensor that needs no gradient, as a NumPy array (no copy)."""
+    return t.numpy()
 
 
 def pair_gather(tokens: torch.Tensor, table: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -231,18 +233,101 @@ def _step_rows_grad(tokens, dr, G, dQ):  # pragma: no cover - compiled
                 qj[n2 + c] += G[b, c]
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _gather_add(base, dst, flat, src, out):  # pragma: no cover - compiled
-    out[:] = base
-    for i in range(dst.shape[0]):
-        out[dst[i]] += flat[src[i]]
+@njit(inline="always")
+def _iota(a, n):  # pragma: no cover - compiled
+    """The interleaved order: ``ι(2k) = k``, ``ι(2k+1) = N + k``."""
+    return a // 2 + n * (a % 2)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _scatter_from(dP, dst, src, out):  # pragma: no cover - compiled
-    out[:] = 0
-    for i in range(dst.shape[0]):
-        out[src[i]] += dP[dst[i]]
+def _to_layout(W, V, F, n, kappa, P):  # pragma: no cover - compiled
+    n2, n3 = 2 * n, 3 * n
+    for a in range(n2):
+        ia = _iota(a, n)
+        row = a * n3
+        for b in range(n2):
+            P[row + b] = W[ia, _iota(b, n)]
+        for c in range(n):
+            P[row + n2 + c] = F[c, ia]
+    off = 6 * n * n
+    for c in range(n):
+        for b in range(n2):
+            ib = _iota(b, n)
+            if kappa:
+                P[off + c * n2 + b] = V[c, ib] + F[c, ib]
+            else:
+                P[off + c * n2 + b] = V[c, ib]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _from_layout(dP, n, kappa, need_w, need_v, need_f, dW, dV, dF):  # pragma: no cover
+    n2, n3 = 2 * n, 3 * n
+    if need_w:
+        dW[:] = 0
+    if need_v:
+        dV[:] = 0
+    if need_f:
+        dF[:] = 0
+    for a in range(n2):
+        ia = _iota(a, n)
+        row = a * n3
+        if need_w:
+            for b in range(n2):
+                dW[ia, _iota(b, n)] = dP[row + b]
+        if need_f:
+            for c in range(n):
+                dF[c, ia] = dP[row + n2 + c]
+    off = 6 * n * n
+    for c in range(n):
+        for b in range(n2):
+            ib = _iota(b, n)
+            g = dP[off + c * n2 + b]
+            if need_v:
+                dV[c, ib] = g
+            if need_f and kappa:
+                dF[c, ib] += g
+
+
+def to_layout(W: torch.Tensor, V: torch.Tensor, F: torch.Tensor, n: int, kappa: int,
+              P: torch.Tensor) -> torch.Tensor:
+    """The step layout ``P = (Q, M)`` of ``(W, V, F)`` (:func:`icl.fastpath.step_layout_index`),
+    written into ``P``: ``Q = [W_{ιι} | (F_{:N, ι})^T]``, ``M = (V + κF)_{:N, ι}``."""
+    _to_layout(W.detach().numpy(), V.detach().numpy(), F.detach().numpy(), n, bool(kappa),
+               P.numpy())
+    return P
+
+
+def from_layout(dP: torch.Tensor, n: int, kappa: int, dW: torch.Tensor | None,
+                dV: torch.Tensor | None, dF: torch.Tensor | None) -> None:
+    """The adjoint of :func:`to_layout`: ``∂L/∂W, ∂L/∂V, ∂L/∂F`` (``d × d``, zero outside
+    the entries that meet a one-hot input) from ``∂L/∂P``, into those of ``dW, dV, dF``
+    that are given."""
+    empty = np.zeros((0, 0), dtype=dP.numpy().dtype)
+    arrays = [empty if t is None else t.numpy() for t in (dW, dV, dF)]
+    _from_layout(dP.numpy(), n, bool(kappa), dW is not None, dV is not None, dF is not None,
+                 *arrays)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def _nll_seed(logp, targets, value, dlogp):  # pragma: no cover - compiled
+    B = logp.shape[0]
+    dlogp[:] = 0
+    total = 0.0
+    for b in range(B):
+        t = targets[b]
+        total += logp[b, t]
+        dlogp[b, t] = value
+    return -total / B
+
+
+def nll_seed(logp: torch.Tensor, targets: torch.Tensor, dlogp: torch.Tensor) -> float:
+    """The mean negative log-likelihood ``-mean_b logp[b, t_b]`` (summed in float64), and
+    its gradient with respect to ``logp`` written into ``dlogp``: ``-1/B`` at each target,
+    0 elsewhere (the value PyTorch's ``nll_loss`` passes back, ``-1`` times ``1/B`` rounded
+    to the dtype)."""
+    a = logp.numpy()
+    value = a.dtype.type(-1) * a.dtype.type(1.0 / logp.shape[0])
+    return _nll_seed(a, targets.numpy(), value, dlogp.numpy())
 
 
 def step_rows(tokens: torch.Tensor, Q: torch.Tensor, n: int
@@ -262,21 +347,6 @@ def step_rows_grad(tokens: torch.Tensor, dr: torch.Tensor, G: torch.Tensor, dQ: 
     """``∂L/∂Q`` into ``dQ``: the row ``(∂L/∂r, G)`` of each sequence added at ``j_1`` and
     ``j_2`` (the adjoint of :func:`step_rows`)."""
     _step_rows_grad(_np(tokens), _np(dr), _np(G), _np(dQ))
-
-
-def gather_add(base: torch.Tensor, dst: torch.Tensor, flat: torch.Tensor, src: torch.Tensor,
-               out: torch.Tensor) -> torch.Tensor:
-    """``out = base``, then ``out[dst[i]] += flat[src[i]]`` for every ``i`` (1-D tensors)."""
-    _gather_add(_np(base), _np(dst), _np(flat), _np(src), _np(out))
-    return out
-
-
-def scatter_from(dP: torch.Tensor, dst: torch.Tensor, src: torch.Tensor, out: torch.Tensor
-                 ) -> torch.Tensor:
-    """``out = 0``, then ``out[src[i]] += dP[dst[i]]`` for every ``i``: the adjoint of
-    :func:`gather_add` (1-D tensors)."""
-    _scatter_from(_np(dP), _np(dst), _np(src), _np(out))
-    return out
 
 
 # ----------------------------------------------------------------------------- the sampler

@@ -32,7 +32,7 @@ import torch
 from . import fastpath, kernels, roles
 from .bayes import bayes_risk
 from .model import OneLayerTransformer
-from .task import RecallBatch, RecallTask, check_batch, check_task, make_generator
+from .task import RecallBatch, RecallTask, _sample_default, check_batch, check_task, make_generator
 from .validate import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_STEPS,
@@ -296,8 +296,9 @@ def train(
         )
     record(0)
     for step in range(1, steps + 1):
-        if data is None:
-            batch = task.sample(batch_size, generator=g_train)
+        if data is None:  # task.sample's default draw; its arguments were checked above
+            batch = _sample_default(task, batch_size, task.seq_len, task.alpha, False,
+                                    g_train, dev)
             tokens, targets = batch.tokens, batch.targets
         else:
             if cursor + batch_size > len(order):
@@ -389,6 +390,7 @@ class _FusedStep:
         dst, src = fastpath.step_layout_index(n, d, model.kappa, device=dev)
         self.P = torch.empty(size, dtype=dtype, device=dev)
         self.dP = torch.empty(size, dtype=dtype, device=dev)
+        self.views = fastpath.StepViews(self.P, self.dP, n)
         with torch.no_grad():
             W, V, F = (m.detach().to(dtype) for m in model.matrices())
             flat = torch.cat([W.reshape(-1), V.reshape(-1), F.reshape(-1)])
@@ -429,6 +431,13 @@ class _FusedStep:
                 self.dst, self.src = dst[keep], remap[src[keep]]
                 self.numels = [p.numel() for p in params]
                 self.flat_grad = torch.empty(sum(self.numels), dtype=dtype, device=dev)
+                # the compiled layout maps (icl.kernels) read (W, V, F) directly: the
+                # trainable ones are the parameters, the others fixed copies
+                self.trainable = trainable
+                self.mats = [params[trainable.index(k)] if k in trainable
+                             else (W, V, F)[k].detach().clone().contiguous() for k in range(3)]
+                self.grad_bufs = [torch.empty(d, d, dtype=dtype, device=dev)
+                                  if k in trainable else None for k in range(3)]
 
     @staticmethod
     def _layout(model, dst, src, size) -> torch.Tensor:
@@ -470,22 +479,20 @@ class _FusedStep:
         cpu = kernels.available(self.P)
         if self.affine:
             torch.addmv(self.P0, self.basis.T, params[0].view(-1), out=self.P)
+        elif cpu:  # compiled (icl.kernels): the same sums, without index tensors
+            kernels.to_layout(*self.mats, self.n, self.model.kappa, self.P)
         else:
             flat = params[0].view(-1) if len(params) == 1 else torch.cat(
                 [p.view(-1) for p in params])
-            if cpu:  # compiled (icl.kernels), the same sums
-                kernels.gather_add(self.P0, self.dst, flat, self.src, self.P)
-            else:
-                self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
+            self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
         loss = fastpath.fused_step_grads(tokens, targets, self.P, self.dP, self.n,
-                                         self.model.attention)
+                                         self.model.attention, self.views)
         if self.affine:
             return loss, [torch.mv(self.basis, self.dP).view(params[0].shape)]
         if cpu:
-            g = kernels.scatter_from(self.dP, self.dst, self.src, self.flat_grad)
-        else:
-            g = self.flat_grad.zero_().index_add_(0, self.src,
-                                                  self.dP.index_select(0, self.dst))
+            kernels.from_layout(self.dP, self.n, self.model.kappa, *self.grad_bufs)
+            return loss, [self.grad_bufs[k] for k in self.trainable]
+        g = self.flat_grad.zero_().index_add_(0, self.src, self.dP.index_select(0, self.dst))
         return loss, [v.view(p.shape) for v, p in zip(g.split(self.numels), params,
                                                        strict=True)]
 

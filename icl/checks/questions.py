@@ -2,7 +2,7 @@
 
 * :func:`sign_step_fraction`: a function ``(n_triggers, batch_size) -> float``, the
   expected ``λ̄_T/(ηT)`` of the sign steps of section 7.5 (reference: the probability that
-  a batch holds a given trigger, :func:`_trigger_in_batch`);
+  a batch holds a given trigger, ``_trigger_in_batch``);
 * :func:`one_occurrence_risk`: a function ``(a, b) -> float``, the Bayes risk of the
   general task with ``K = 1`` and a ``Beta(a, b)`` prior (reference
   :func:`icl.general_task.bayes_risk_general`);

@@ -45,7 +45,7 @@ FLOAT32_RUN = {"alpha": 0.5, "steps": 60, "lr": 0.5, "batch_size": 64}
 
 @lru_cache(maxsize=8)
 def _trained_lambdas(seed: int) -> tuple[float, float]:
-    """``Λ`` after the run of :data:`FLOAT32_RUN` in float32 and float64 (batch seed ``seed``)."""
+    """``Λ`` after the run of ``FLOAT32_RUN`` in float32 and float64 (batch seed ``seed``)."""
     task = RecallTask(alpha=FLOAT32_RUN["alpha"])
     out = []
     for dtype in (torch.float32, torch.float64):
@@ -58,7 +58,7 @@ def _trained_lambdas(seed: int) -> tuple[float, float]:
 
 
 def final_lambdas(answer: Any, *, seed: int = 0, strict: bool = False) -> bool:
-    """Check the pair ``(Λ float32, Λ float64)`` after the run of :data:`FLOAT32_RUN`.
+    """Check the pair ``(Λ float32, Λ float64)`` after the run of ``FLOAT32_RUN``.
 
     The reference trains the two models (about two seconds) with batches drawn from
     ``seed``; where training stops does not depend on the batches.

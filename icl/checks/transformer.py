@@ -109,7 +109,8 @@ def noise_averaged_loss(
 def attention_only(
     answer: Any, *, seed: int = 0, n_sequences: int = 1024, strict: bool = False
 ) -> bool:
-    """Check a trained two-layer attention-only :class:`StandardTransformer` (noisy task).
+    """Check a trained two-layer attention-only
+    :class:`~icl.standard_transformer.StandardTransformer` (noisy task).
 
     Evaluated on ``n_sequences`` fresh sequences of its task (drawn from ``seed``): its
     loss must be within ``GAP_MAX`` nats (plus three standard errors) of ``H_b(α)`` and its
