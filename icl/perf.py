@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import kernels
 from .model import OneLayerTransformer
 from .rates import RateFit, fit_rate
 from .task import RecallTask, check_task
@@ -138,34 +139,33 @@ def token_pass_time(
     batch_size: int = 512, seq_len: int = 256, vocab_size: int = 60, *,
     dtype: torch.dtype = torch.float32, number: int = 20, repeats: int = 5, seed: int = 0,
 ) -> dict[str, float]:
-    """Seconds of the indexed passes over the ``B·H`` tokens that one fast step makes.
+    """Seconds of the passes over the ``B·H`` tokens that one fast step makes on the CPU.
 
-    A step makes each of these twice (forward for the scores and ``A``, backward for
-    ``∂L/∂a`` and ``∂L/∂r``): a gather of ``B·H`` complex numbers at the tokens, a
-    scatter-add of ``B·H`` complex numbers at the tokens, and two strided passes that
-    shift the pairs by one position (:mod:`icl.fastpath`). ``"floor"`` is twice their
-    sum: the time a step needs for its token passes alone, whatever else it saves.
+    The compiled kernels (:mod:`icl.kernels`) make one pass each: ``"forward"`` reads each
+    token's two entries of ``r`` and adds the score into ``A`` (linear attention);
+    ``"backward"`` does the same with ``∂L/∂A`` into ``∂L/∂r``; ``"sampling"`` writes the
+    ``B·H`` tokens of a batch (``vocab_size`` tokens, one trigger, noisy). ``"floor"`` is
+    their sum: the time a step with sampling needs for its token passes alone, whatever
+    else it saves.
     """
     B = check_int("batch_size", batch_size, minimum=1)
-    H = check_int("seq_len", seq_len, minimum=2)
-    N = check_int("vocab_size", vocab_size, minimum=1)
+    H = check_int("seq_len", seq_len, minimum=4)
+    N = check_int("vocab_size", vocab_size, minimum=4)
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(N, (B, H), generator=g)
-    ctype = torch.complex64 if dtype == torch.float32 else torch.complex128
-    table = torch.randn(B, N, dtype=ctype, generator=g)
-    pairs = torch.empty(B, H, dtype=ctype)
-    real = torch.view_as_real(pairs)
-    out = torch.empty(B, H, dtype=dtype)
-    acc = torch.zeros(B, N, dtype=ctype)
+    r = torch.randn(B, 2 * N, dtype=dtype, generator=g)
+    grad = torch.randn(B, 2 * N, dtype=dtype, generator=g)
     times = {
-        "gather": best_time(lambda: torch.gather(table, 1, tokens, out=pairs),
-                            number=number, repeats=repeats),
-        "scatter_add": best_time(lambda: acc.scatter_add_(1, tokens, pairs),
-                                 number=number, repeats=repeats),
-        "shift": best_time(lambda: torch.add(real[:, 1:, 0], real[:, :-1, 1], out=out[:, 1:]),
-                           number=number, repeats=repeats),
+        "forward": best_time(lambda: kernels.attend_forward(tokens, r, "linear"),
+                             number=number, repeats=repeats),
+        "backward": best_time(lambda: kernels.attend_backward(tokens, grad, r, "linear"),
+                              number=number, repeats=repeats),
+        "sampling": best_time(
+            lambda: kernels.sample_default(g, B, H, n_triggers=1, vocab_size=N, pool_lo=1,
+                                           pool_n=2, noisy=True, alpha=0.5),
+            number=number, repeats=repeats),
     }
-    times["floor"] = 2 * (times["gather"] + times["scatter_add"] + 2 * times["shift"])
+    times["floor"] = times["forward"] + times["backward"] + times["sampling"]
     return times
 
 
