@@ -9,6 +9,11 @@ dispatch. The kernels here do each job in **one pass** per sequence, in compiled
 copied). The PyTorch versions stay: they are used on other devices (CUDA) and are what
 ``tests/test_kernels.py`` checks these kernels against.
 
+These are inner loops, not entry points: apart from :func:`splitmix64` they check
+nothing (a token outside ``0 … N-1`` would be read outside its table), because the
+public functions that call them (:meth:`icl.RecallTask.sample`, :func:`icl.train`, the
+model's forward pass) have validated every argument before.
+
 Notation as in :mod:`icl.fastpath`: a table ``t`` of ``2N`` entries per sequence is stored
 *interleaved*, ``t[2k] = t_k`` (the ``E`` coordinate of token ``k``) and
 ``t[2k+1] = t_{N+k}`` (the ``Ẽ`` coordinate: token ``k`` one position earlier). With
@@ -416,7 +421,12 @@ def splitmix64(key: int, count: int) -> np.ndarray:
     """The first ``count`` outputs of the SplitMix64 stream with seed ``key`` (``uint64``):
     the numbers :func:`sample_default` reads, row ``b`` from output ``b·(⌈H/2⌉ + 3) + 1``
     on. Checked against the reference implementation's outputs in the tests."""
-    out = np.empty(int(count), dtype=np.uint64)
+    for name, value in (("key", key), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    out = np.empty(count, dtype=np.uint64)
     _stream(np.uint64(int(key) % 2**64), out)
     return out
 

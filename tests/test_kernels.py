@@ -17,6 +17,15 @@ from icl import fastpath, kernels
 M64 = 2**64 - 1
 
 
+def test_splitmix64_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="count must be >= 0"):
+        kernels.splitmix64(0, -1)
+    with pytest.raises(TypeError, match="count must be an int"):
+        kernels.splitmix64(0, 1.5)
+    with pytest.raises(TypeError, match="key must be an int"):
+        kernels.splitmix64("0", 1)
+
+
 def _reference_splitmix64(seed: int, count: int) -> list[int]:
     """SplitMix64 written with Python's unbounded integers (an independent reference)."""
     out, x = [], seed
