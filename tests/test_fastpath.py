@@ -295,12 +295,14 @@ def test_train_device_argument_on_cpu():
 
 def test_default_evaluation_schedule_is_light_for_short_runs():
     """Consistency: 50 steps with two evaluation sets of twice the batch each (as 1024 and
-    1024 against B = 512) evaluate every ⌈6.25·4⌉ = 25 steps (3 evaluations); long runs
-    with small sets about 50 times."""
+    1024 against B = 512) evaluate at the start and the end only (⌈12.5·4⌉ = 50 steps
+    apart); 200 steps every 50; long runs with small sets about 50 times."""
     task = icl.RecallTask(alpha=0.3, seq_len=8)
     model = icl.OneLayerTransformer(task, "linear", "reparam")
     h = icl.train(model, task, 50, 0.1, batch_size=16, eval_size=32)
-    assert h.steps == [0, 25, 50] and len(h.train_loss) == 50
+    assert h.steps == [0, 50] and len(h.train_loss) == 50
+    h = icl.train(model, task, 200, 0.1, batch_size=16, eval_size=32)
+    assert h.steps == [0, 50, 100, 150, 200]
     h = icl.train(icl.OneLayerTransformer(task, "linear", "reparam"), task, 200, 0.1,
                   batch_size=16, eval_size=2)
     assert len(h.steps) == 51
