@@ -458,7 +458,7 @@ def keyquery_gap_bound(task: RecallTask) -> float:
     ``x_H^T W (E(y) - E(τ))``), with ``x_H = E(q) + Ẽ(f)``, ``f`` the filler token before
     the last position. The smallest gap is at most their average over ``f, p`` uniform on
     the ``n_f`` filler tokens and ``y`` uniform on ``O``; Cauchy–Schwarz then gives
-    ``g(W) ≤ c ‖W‖_F`` with
+    ``g(W) ≤ c ‖W‖_F`` with::
 
         noisy:      c = ½ √(1 + 1/n_f) √(2 + 1/n_f + 1/|O|),
         noiseless:  c = 1 + 1/n_f                        (the ``y``-filler positions only).
