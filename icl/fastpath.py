@@ -417,27 +417,38 @@ def _fused_step_cpu(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
                     attention: str) -> torch.Tensor:
     """:func:`fused_step_grads` with the compiled kernels (:mod:`icl.kernels`): the same
     operations, fewer of them (the rows of ``Q``, the seed of the cross-entropy's backward
-    pass and the scatter into ``∂L/∂Q`` are one call each)."""
-    n = v.n
-    r, direct = kernels.step_rows(tokens, v.Q, n)
+    pass and the scatter into ``∂L/∂Q`` are one call each), and every intermediate in a
+    reused work buffer (:func:`scratch`): fresh allocations of this size cost page faults
+    at every step."""
+    n, dt = v.n, v.P.dtype
+    B, H = tokens.shape
+
+    def buf(name: str, *shape: int) -> torch.Tensor:
+        return scratch("step_" + name, shape, dt, "cpu")
+
+    r, direct = kernels.step_rows(tokens, v.Q, n, out=(buf("r", B, 2 * n), buf("d", B, n)))
     if attention == "softmax":
-        A, a = _attend_forward(tokens, r, attention)
+        a = buf("a", B, H)
+        torch._softmax(kernels.pair_gather(tokens, r, buf("s", B, H)), -1, False, out=a)
+        A = kernels.pair_scatter(tokens, a, n, out=buf("A", B, 2 * n))
     else:
-        A = kernels.attend_forward(tokens, r, attention)
-    xi = torch.addmm(direct, A, v.MT)
-    logp = torch.log_softmax(xi, dim=1)
-    dlogp = torch.empty_like(logp)
+        A = kernels.attend_forward(tokens, r, attention, out=buf("A", B, 2 * n))
+    xi = torch.addmm(direct, A, v.MT, out=buf("xi", B, n))
+    logp = torch._log_softmax(xi, 1, False, out=buf("logp", B, n))
+    dlogp = buf("dlogp", B, n)
     loss = kernels.nll_seed(logp, targets, dlogp)
     # G by the kernel autograd's cross-entropy uses (see fused_step_grads)
-    G = torch._log_softmax_backward_data(dlogp, logp, 1, logp.dtype)
+    G = torch.ops.aten._log_softmax_backward_data.out(dlogp, logp, 1, dt, out=buf("G", B, n))
     torch.mm(G.T, A, out=v.dM)
-    grad_A = torch.mm(G, v.M)
+    grad_A = torch.mm(G, v.M, out=buf("gA", B, 2 * n))
     if attention == "softmax":
-        dr = _attend_backward(grad_A, tokens, attention, a)
+        g = kernels.pair_gather(tokens, grad_A, buf("g", B, H))
+        ds = torch.ops.aten._softmax_backward_data.out(g, a, -1, dt, grad_input=buf("ds", B, H))
+        dr = kernels.pair_scatter(tokens, ds, n, out=buf("dr", B, 2 * n))
     else:
-        dr = kernels.attend_backward(tokens, grad_A, r, attention)
+        dr = kernels.attend_backward(tokens, grad_A, r, attention, out=buf("dr", B, 2 * n))
     kernels.step_rows_grad(tokens, dr, G, v.dQ)
-    return torch.tensor(loss, dtype=logp.dtype)
+    return torch.tensor(loss, dtype=dt)
 
 
 def _minus_ones(B: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -184,27 +184,35 @@ def pair_gather(tokens: torch.Tensor, table: torch.Tensor, out: torch.Tensor) ->
     return out
 
 
-def pair_scatter(tokens: torch.Tensor, w: torch.Tensor, n: int) -> torch.Tensor:
-    """``Σ_h w_h x_h`` on the first ``2N`` coordinates, interleaved, ``[B, 2N]`` (new)."""
-    out = torch.empty(tokens.shape[0], 2 * n, dtype=w.dtype)
+def pair_scatter(tokens: torch.Tensor, w: torch.Tensor, n: int,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ_h w_h x_h`` on the first ``2N`` coordinates, interleaved, ``[B, 2N]`` (into
+    ``out`` if given, else new)."""
+    if out is None:
+        out = torch.empty(tokens.shape[0], 2 * n, dtype=w.dtype)
     _pair_scatter(_np(tokens), _np(w), _np(out))
     return out
 
 
-def attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str) -> torch.Tensor:
-    """``A = Σ_h σ(s_h) x_h`` (interleaved ``[B, 2N]``) for linear or ReLU attention."""
-    out = torch.empty_like(r)
+def attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+    """``A = Σ_h σ(s_h) x_h`` (interleaved ``[B, 2N]``) for linear or ReLU attention (into
+    ``out`` if given)."""
+    if out is None:
+        out = torch.empty_like(r)
     a = _np(r)
     _attend(_np(tokens), a, _MODES[attention] == 1, a.dtype.type(0), _np(out))
     return out
 
 
 def attend_backward(
-    tokens: torch.Tensor, grad_A: torch.Tensor, r: torch.Tensor, attention: str
+    tokens: torch.Tensor, grad_A: torch.Tensor, r: torch.Tensor, attention: str,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``∂L/∂r`` (interleaved) from ``∂L/∂A`` for linear or ReLU attention; ``r`` is the
-    forward pass's (the ReLU's derivative is read off its scores)."""
-    out = torch.empty_like(grad_A)
+    forward pass's (the ReLU's derivative is read off its scores). Into ``out`` if given."""
+    if out is None:
+        out = torch.empty_like(grad_A)
     g = _np(grad_A)
     _attend_grad(_np(tokens), g, _np(r), _MODES[attention] == 1, g.dtype.type(0), _np(out))
     return out
@@ -335,14 +343,17 @@ def nll_seed(logp: torch.Tensor, targets: torch.Tensor, dlogp: torch.Tensor) -> 
     return _nll_seed(a, targets.numpy(), value, dlogp.numpy())
 
 
-def step_rows(tokens: torch.Tensor, Q: torch.Tensor, n: int
+def step_rows(tokens: torch.Tensor, Q: torch.Tensor, n: int,
+              out: tuple[torch.Tensor, torch.Tensor] | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(r, ξ_direct) = Q_{j_1} + Q_{j_2}`` split after ``2N`` columns, with
     ``j = (2 z_{H-1} + 1, 2 z_H)`` (the step layout of :mod:`icl.fastpath`): ``[B, 2N]``
-    and ``[B, N]``."""
+    and ``[B, N]`` (into ``out`` if given)."""
     B = tokens.shape[0]
-    r = torch.empty(B, 2 * n, dtype=Q.dtype)
-    direct = torch.empty(B, Q.shape[1] - 2 * n, dtype=Q.dtype)
+    if out is None:
+        out = (torch.empty(B, 2 * n, dtype=Q.dtype),
+               torch.empty(B, Q.shape[1] - 2 * n, dtype=Q.dtype))
+    r, direct = out
     _step_rows(_np(tokens), _np(Q), 2 * n, _np(r), _np(direct))
     return r, direct
 
@@ -439,7 +450,7 @@ def draw_key(generator: torch.Generator) -> np.uint64:
 
 def sample_default(
     generator: torch.Generator, B: int, H: int, *, n_triggers: int, vocab_size: int,
-    pool_lo: int, pool_n: int, noisy: bool, alpha: float,
+    pool_lo: int, pool_n: int, noisy: bool, alpha: float, tokens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """``(tokens, targets, outputs, pair_pos, noise_pos)`` of a default batch (the task's
     law, the model page §1), on the CPU, from one draw of ``generator``.
@@ -451,9 +462,12 @@ def sample_default(
     target ``τ`` with probability ``α``; noiseless: ``q`` uniform on the triggers. A
     32-bit uniform ``x`` becomes ``⌊x·n/2^32⌋``, within ``2^-32`` of ``1/n`` for each
     value; the flip compares a 53-bit uniform with ``α``. The caller validates the sizes.
+    ``tokens``: a contiguous int64 ``[B, H]`` buffer to write the tokens into (the
+    training loop reuses one: a fresh megabyte per step costs page faults).
     """
     N, nq = vocab_size, n_triggers
-    tokens = torch.empty(B, H, dtype=torch.int64)
+    if tokens is None:
+        tokens = torch.empty(B, H, dtype=torch.int64)
     rows = [torch.empty(B, dtype=torch.int64) for _ in range(4)]
     targets, outputs, pair_pos, noise_pos = rows
     _sample(draw_key(generator), nq, N - 1 - nq, nq, pool_lo, pool_n, bool(noisy), N - 1,

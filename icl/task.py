@@ -620,12 +620,13 @@ def sample_sequences(
 
 def _sample_default(
     task: RecallTask, B: int, H: int, a: float, ood: bool, g: torch.Generator,
-    dev: torch.device,
+    dev: torch.device, tokens: torch.Tensor | None = None,
 ) -> RecallBatch:
     """:func:`sample_sequences` with the default knobs, from one random draw.
 
     On the CPU: :func:`icl.kernels.sample_default`, one compiled pass per sequence whose
-    random numbers come from one 64-bit draw of ``g``. Elsewhere (CUDA) as follows.
+    random numbers come from one 64-bit draw of ``g`` (writing into ``tokens`` if given:
+    the batch then shares that buffer). Elsewhere (CUDA) as follows.
     The filler and the per-sequence variables come from one call
     (:func:`_tokens_and_words`): the trigger ``q = w mod |Q|`` (noiseless), ``y``, the pair
     start ``p = w mod (H-2)``, the noise start by :func:`_noise_starts_from`, and the flip
@@ -638,7 +639,7 @@ def _sample_default(
     pool_n = (N - 1 - pool_lo) if ood else task.n_outputs
     if kernels.runs_on(dev):  # one compiled pass (icl.kernels)
         out = kernels.sample_default(g, B, H, n_triggers=nq, vocab_size=N, pool_lo=pool_lo,
-                                     pool_n=pool_n, noisy=noisy, alpha=a)
+                                     pool_n=pool_n, noisy=noisy, alpha=a, tokens=tokens)
         tokens, targets, y, p, noise_pos = out
         return RecallBatch._trusted(tokens, targets, y, p, noise_pos)
     R = N - 1 - nq

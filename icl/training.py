@@ -289,6 +289,10 @@ def train(
 
     order = torch.empty(0, dtype=torch.long, device=dev)
     cursor = 0
+    # every step's tokens go into this one buffer (used within the step only): a fresh
+    # megabyte per step would cost page faults on every step
+    seq_len = task.seq_len if data is None else data.seq_len
+    token_buffer = torch.empty(batch_size, seq_len, dtype=torch.long, device=dev)
     losses = torch.empty(steps, dtype=torch.float64, device=dev)
     bar = None
     if _show_progress(progress):
@@ -301,14 +305,15 @@ def train(
     for step in range(1, steps + 1):
         if data is None:  # task.sample's default draw; its arguments were checked above
             batch = _sample_default(task, batch_size, task.seq_len, task.alpha, False,
-                                    g_train, dev)
+                                    g_train, dev, tokens=token_buffer)
             tokens, targets = batch.tokens, batch.targets
         else:
             if cursor + batch_size > len(order):
                 order = torch.randperm(data.batch_size, generator=g_train, device=dev)
                 cursor = 0
             idx = order[cursor : cursor + batch_size]
-            tokens, targets = data.tokens.index_select(0, idx), data.targets.index_select(0, idx)
+            tokens = torch.index_select(data.tokens, 0, idx, out=token_buffer)
+            targets = data.targets.index_select(0, idx)
             cursor += batch_size
         losses[step - 1] = _train_step(model, params, tokens, targets, lr, rule)
         if step % eval_every == 0 or step == steps:
