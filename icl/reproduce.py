@@ -604,15 +604,16 @@ def claims_ledger(rep: Reproduction) -> list[Claim]:
     floors = [r["theory_limit"] - r["bayes_risk"] for r in sm]
     m, s, n = summary(ex_sm)
     stalled = min(e - 0.5 * f for e, f in zip(ex_sm, floors, strict=True)) > 0
-    book_ok = bool(ex_sc) and max(ex_sc) <= 1e-2
+    reached = sum(e <= 1e-2 for e in ex_sc)
     out.append(Claim(
         "P1 (softmax)", "softmax attention with the paper's parameterization (V = I) is "
         "Bayes-optimal", "1, 3–9",
         "excess " + _fmt(m, s, n),
         f"V = I floor: excess ≥ {min(floors):.3g} as Λ → ∞ (chapter 3, [D])",
         "does not hold here" if stalled else "holds",
-        "every V = I run stalls above half its floor; the book's [D] scaled model reaches "
-        f"an excess of {max(ex_sc):.1e}" + (" (≤ 1e-2)" if book_ok else " (> 1e-2)"),
+        "every V = I run stalls above half its floor; the book's [D] scaled model ends "
+        f"within 1e-2 of the Bayes risk in {reached} of {len(ex_sc)} runs"
+        + (f" (largest excess {max(ex_sc):.1e})" if ex_sc else ""),
         max(ex_sm)))
     # 2. linear rate, noisy and noiseless (v3 Theorem 3.2: ηt/|Q| vs ηt/√|Q|)
     for alpha, name, text in ((0.5, "P2 (noisy)", "Λ_t = ηt: slope −η"),
