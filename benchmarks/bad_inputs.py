@@ -713,7 +713,7 @@ def float32_stall():
     net = icl.OneLayerTransformer(TN, family="reparam", d_model=40)
     with torch.no_grad():
         net.Lambda.fill_(19.0)
-    return icl.train(net, TN, 20, 0.5, batch_size=8, eval_size=16)
+    return icl.train(net, TN, 20, 0.5, batch_size=8, eval_size=16, eval_every=5)
 '''
 
 
