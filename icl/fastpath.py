@@ -125,21 +125,31 @@ def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.
     return _scatter_weights(w, tokens, n)
 
 
-def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
+def _fresh(like: torch.Tensor):
+    """A :func:`_attend_forward` buffer source that allocates (what autograd needs)."""
+    return lambda name, *shape: like.new_empty(shape)
+
+
+def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str, buf=None):
     """``A`` (interleaved ``[B, 2N]``) and what the backward pass needs.
 
     On the CPU the compiled kernels of :mod:`icl.kernels` do it (saved: ``a`` for softmax,
-    ``r`` for linear and ReLU); elsewhere PyTorch operations, where linear and ReLU
-    attention write the scores straight into the scatter's buffer (saved: the ReLU mask).
+    ``r`` for linear and ReLU), writing into ``buf(name, *shape)`` (fresh tensors by
+    default; the training step passes reused work buffers); elsewhere PyTorch operations,
+    where linear and ReLU attention write the scores straight into the scatter's buffer
+    (saved: the ReLU mask).
     """
     B, H = tokens.shape
     n = r.shape[1] // 2
     if kernels.available(tokens, r):  # compiled, one pass (icl.kernels)
         tokens = tokens.contiguous()
+        buf = buf or _fresh(r)
+        A = buf("A", B, 2 * n)
         if attention == "softmax":
-            a = torch.softmax(kernels.pair_gather(tokens, r, r.new_empty(B, H)), dim=-1)
-            return kernels.pair_scatter(tokens, a, n), a
-        return kernels.attend_forward(tokens, r, attention), r
+            a = buf("a", B, H)
+            torch._softmax(kernels.pair_gather(tokens, r, buf("s", B, H)), -1, False, out=a)
+            return kernels.pair_scatter(tokens, a, n, out=A), a
+        return kernels.attend_forward(tokens, r, attention, out=A), r
     if attention == "softmax":
         a = torch.softmax(_pair_gather(r, tokens, r.new_empty(B, H)), dim=-1)
         return _pair_scatter(a, tokens, n), a
@@ -152,17 +162,21 @@ def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
     return _scatter_weights(w, tokens, n), saved
 
 
-def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
-    """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form."""
+def _attend_backward(grad_A, tokens, attention: str, saved, buf=None) -> torch.Tensor:
+    """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form (``buf`` as in
+    :func:`_attend_forward`)."""
     B, H = tokens.shape
     n = grad_A.shape[1] // 2
     if kernels.available(tokens, grad_A):  # saved: a (softmax) or r (linear, ReLU)
         tokens = tokens.contiguous()
+        buf = buf or _fresh(grad_A)
+        dr = buf("dr", B, 2 * n)
         if attention == "softmax":
-            g = kernels.pair_gather(tokens, grad_A, grad_A.new_empty(B, H))
-            ds = torch._softmax_backward_data(g, saved, -1, saved.dtype)
-            return kernels.pair_scatter(tokens, ds, n)
-        return kernels.attend_backward(tokens, grad_A, saved, attention)
+            g = kernels.pair_gather(tokens, grad_A, buf("g", B, H))
+            ds = torch.ops.aten._softmax_backward_data.out(g, saved, -1, saved.dtype,
+                                                           grad_input=buf("ds", B, H))
+            return kernels.pair_scatter(tokens, ds, n, out=dr)
+        return kernels.attend_backward(tokens, grad_A, saved, attention, out=dr)
     if attention == "softmax":
         a = saved
         g = _pair_gather(grad_A, tokens, grad_A.new_empty(B, H))  # ∂L/∂a
@@ -421,18 +435,13 @@ def _fused_step_cpu(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
     reused work buffer (:func:`scratch`): fresh allocations of this size cost page faults
     at every step."""
     n, dt = v.n, v.P.dtype
-    B, H = tokens.shape
+    B = tokens.shape[0]
 
     def buf(name: str, *shape: int) -> torch.Tensor:
         return scratch("step_" + name, shape, dt, "cpu")
 
     r, direct = kernels.step_rows(tokens, v.Q, n, out=(buf("r", B, 2 * n), buf("d", B, n)))
-    if attention == "softmax":
-        a = buf("a", B, H)
-        torch._softmax(kernels.pair_gather(tokens, r, buf("s", B, H)), -1, False, out=a)
-        A = kernels.pair_scatter(tokens, a, n, out=buf("A", B, 2 * n))
-    else:
-        A = kernels.attend_forward(tokens, r, attention, out=buf("A", B, 2 * n))
+    A, saved = _attend_forward(tokens, r, attention, buf)
     xi = torch.addmm(direct, A, v.MT, out=buf("xi", B, n))
     logp = torch._log_softmax(xi, 1, False, out=buf("logp", B, n))
     dlogp = buf("dlogp", B, n)
@@ -441,12 +450,7 @@ def _fused_step_cpu(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
     G = torch.ops.aten._log_softmax_backward_data.out(dlogp, logp, 1, dt, out=buf("G", B, n))
     torch.mm(G.T, A, out=v.dM)
     grad_A = torch.mm(G, v.M, out=buf("gA", B, 2 * n))
-    if attention == "softmax":
-        g = kernels.pair_gather(tokens, grad_A, buf("g", B, H))
-        ds = torch.ops.aten._softmax_backward_data.out(g, a, -1, dt, grad_input=buf("ds", B, H))
-        dr = kernels.pair_scatter(tokens, ds, n, out=buf("dr", B, 2 * n))
-    else:
-        dr = kernels.attend_backward(tokens, grad_A, r, attention, out=buf("dr", B, 2 * n))
+    dr = _attend_backward(grad_A, tokens, attention, saved, buf)
     kernels.step_rows_grad(tokens, dr, G, v.dQ)
     return torch.tensor(loss, dtype=dt)
 

@@ -74,7 +74,7 @@ _TWO_M53 = 2.0**-53
 
 def available(*tensors: torch.Tensor) -> bool:
     """Whether the kernels run on ``tensors``: all on the CPU (and not :func:`disabled`)."""
-    return not getattr(_SWITCH, "off", False) and all(t.device.type == "cpu" for t in tensors)
+    return all(runs_on(t.device) for t in tensors)
 
 
 def runs_on(device: torch.device) -> bool:
