@@ -48,11 +48,18 @@ def expected_loss(
             f"logits must have one row per sequence of batch: {B} rows for {len(y)} sequences"
         )
     outputs = _check_outputs(y, B, N, name="batch", allow_float=False)
-    logp = torch.log_softmax(logits.double(), dim=-1)
-    ly = logp.gather(1, outputs[:, None]).squeeze(1)
+    return _expected_from_logp(torch.log_softmax(logits.double(), dim=-1), outputs, alpha,
+                               noise_token)
+
+
+def _expected_from_logp(logp: torch.Tensor, outputs: torch.Tensor, alpha: float,
+                        noise_token: int) -> torch.Tensor:
+    """:func:`expected_loss` from log-probabilities ``[..., N]`` and outputs ``[...]``,
+    unchecked (the training loop's metrics reuse the log-probabilities they already have)."""
+    ly = logp.gather(-1, outputs.unsqueeze(-1)).squeeze(-1)
     out = -(1.0 - alpha) * ly
     if alpha > 0:
-        out = out - alpha * logp[:, noise_token]
+        out = out - alpha * logp[..., noise_token]
     return out
 
 

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from .architecture import check_d_model
+from .losses import _expected_from_logp
 from .model import OneLayerTransformer
 from .task import RecallBatch, RecallTask, check_batch
 from .task import check_task as _check_task
@@ -241,10 +242,7 @@ def _metrics(
     xi, xi_A, xi_F = (t.double().view(groups, -1, task.vocab_size) for t in out)
     y = outputs.view(groups, -1, 1)
     logp = torch.log_softmax(xi, dim=-1)
-    # expected_loss's formula on the same float64 log-probabilities, without recomputing them
-    loss = logp.gather(2, y).squeeze(2).mul(-(1.0 - alpha))
-    if alpha > 0:
-        loss = loss - alpha * logp[..., tau]
+    loss = _expected_from_logp(logp, y.squeeze(2), alpha, tau)  # expected_loss, reusing logp
     prob = torch.softmax(xi, dim=-1)
     F_rest = xi_F.clone()
     F_rest[..., tau] = -math.inf

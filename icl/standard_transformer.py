@@ -255,6 +255,13 @@ class AdamHistory:
         return np.asarray(self.eval_loss, dtype=np.float64)
 
 
+def _warm_up(opt: torch.optim.Optimizer, lr: float, step: int, warmup: int) -> None:
+    """Linear warm-up: step ``t`` of the first ``warmup`` runs at ``lr · t / warmup``."""
+    if warmup:
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, step / warmup)
+
+
 def train_adam(
     model: StandardTransformer,
     task: RecallTask,
@@ -319,9 +326,7 @@ def train_adam(
     t0 = time.perf_counter()
     record(0)
     for step in range(1, steps + 1):
-        if warmup:
-            for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, step / warmup)
+        _warm_up(opt, lr, step, warmup)
         batch = task.sample(batch_size, generator=g)
         loss = last_position_loss(model, batch.tokens, batch.targets)
         opt.zero_grad(set_to_none=True)
@@ -520,9 +525,7 @@ def train_adam_replicas(
     t0 = time.perf_counter()
     record(0)
     for step in range(1, steps + 1):
-        if warmup:
-            for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, step / warmup)
+        _warm_up(opt, lr, step, warmup)
         batches = [t.sample(batch_size, generator=g) for t, g in zip(tasks, gens, strict=True)]
         tokens = torch.stack([b.tokens for b in batches])
         targets = torch.stack([b.targets for b in batches]).long()
