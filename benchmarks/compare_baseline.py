@@ -60,6 +60,15 @@ def old_step(base, task, attention, family, dtype=torch.float32):
     params = [p for p in model.parameters() if p.requires_grad]
     g = torch.Generator().manual_seed(0)
     training = sys.modules.get("icl_base.training")
+    if training is not None and hasattr(training, "_fresh_batch"):
+        buffer = training._token_buffer(model, params, task.vocab_size, 512, task.seq_len,
+                                        model.device)
+
+        def step():
+            tokens, targets = training._fresh_batch(task, buffer, g)
+            float(training._train_step(model, params, tokens, targets, 0.01, True))
+
+        return step
     if training is not None and hasattr(training, "_train_step"):
 
         def step():
@@ -79,14 +88,17 @@ def old_step(base, task, attention, family, dtype=torch.float32):
 
 
 def new_step(task, attention, family):
+    """The loop body of the current ``train`` on fresh batches."""
+    training = sys.modules["icl.training"]
     model = perf._model(task, attention, family, 128, torch.float32, None)
     params = [p for p in model.parameters() if p.requires_grad]
     g = torch.Generator().manual_seed(0)
+    buffer = training._token_buffer(model, params, task.vocab_size, 512, task.seq_len,
+                                    model.device)
 
     def step():
-        b = task.sample(512, generator=g)
-        float(sys.modules["icl.training"]._train_step(model, params, b.tokens, b.targets,
-                                                      0.01, True))
+        tokens, targets = training._fresh_batch(task, buffer, g)
+        float(training._train_step(model, params, tokens, targets, 0.01, True))
 
     return step
 

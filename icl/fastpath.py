@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 
 from . import kernels
@@ -35,7 +36,9 @@ __all__ = [
     "Attend",
     "StepLogits",
     "StepViews",
+    "StepWork",
     "attend",
+    "cpu_step_grads",
     "fused_step_grads",
     "interleave",
     "pair_scores",
@@ -366,9 +369,11 @@ def step_layout_size(n: int) -> int:
 
 class StepViews:
     """The blocks of the step layout ``P`` and of its gradient ``dP`` as matrices (made
-    once per training run): ``Q``, ``M``, ``Mᵀ``, ``∂L/∂Q``, ``∂L/∂M``."""
+    once per training run): ``Q``, ``M``, ``Mᵀ``, ``∂L/∂Q``, ``∂L/∂M``; on the CPU also
+    ``Q`` and ``∂L/∂Q`` as NumPy arrays and the work buffers of each batch shape
+    (:class:`StepWork`)."""
 
-    __slots__ = ("P", "dP", "Q", "M", "MT", "dQ", "dM", "n")
+    __slots__ = ("P", "dP", "Q", "M", "MT", "dQ", "dM", "n", "Q_np", "dQ_np", "_work")
 
     def __init__(self, P: torch.Tensor, dP: torch.Tensor, n: int) -> None:
         q_len = 6 * n * n
@@ -378,6 +383,41 @@ class StepViews:
         self.MT = self.M.T
         self.dQ = dP[:q_len].view(2 * n, 3 * n)
         self.dM = dP[q_len:].view(n, 2 * n)
+        self.Q_np = self.dQ_np = None
+        if P.device.type == "cpu" and not P.requires_grad and not dP.requires_grad:
+            self.Q_np, self.dQ_np = self.Q.numpy(), self.dQ.numpy()
+        self._work: dict[tuple[int, int, bool], StepWork] = {}
+
+    def work(self, B: int, H: int, softmax: bool) -> StepWork:
+        """The CPU step's work buffers for ``[B, H]`` batches (made on first use, kept)."""
+        key = (B, H, softmax)
+        w = self._work.get(key)
+        if w is None:
+            w = self._work[key] = StepWork(B, H, self.n, self.P.dtype, softmax)
+        return w
+
+
+class StepWork:
+    """Every intermediate of the CPU training step for ``[B, H]`` batches, allocated once
+    (fresh megabytes at every step cost page faults), each as a tensor and as a NumPy
+    array on the same memory (``<name>_np``, what the kernels take): ``r``, ``ξ_direct``
+    (``d``), ``A``, ``ξ``, ``log p``, its seed, ``G``, ``∂L/∂A``, ``∂L/∂r`` and, for
+    softmax attention, the weights ``a``."""
+
+    def __init__(self, B: int, H: int, n: int, dtype: torch.dtype, softmax: bool) -> None:
+        shapes = {"r": (B, 2 * n), "d": (B, n), "A": (B, 2 * n), "xi": (B, n),
+                  "logp": (B, n), "dlogp": (B, n), "G": (B, n), "gA": (B, 2 * n),
+                  "dr": (B, 2 * n)}
+        if softmax:
+            shapes["a"] = (B, H)
+        for name, shape in shapes.items():
+            t = torch.empty(shape, dtype=dtype)
+            setattr(self, name, t)
+            setattr(self, name + "_np", t.numpy())
+        self.zero = np.zeros((), dtype=self.r_np.dtype)[()]
+        # the seed's entry at each target: -1 times 1/B, each rounded to the dtype (the
+        # value PyTorch's nll_loss passes back)
+        self.seed = self.zero.dtype.type(-1) * self.zero.dtype.type(1.0 / B)
 
 
 def fused_step_grads(
@@ -400,8 +440,9 @@ def fused_step_grads(
     Checked against autograd through the dense reference in ``tests/test_fastpath.py``.
     """
     v = StepViews(P, dP, n) if views is None else views
-    if kernels.available(tokens, P):
-        return _fused_step_cpu(tokens.contiguous(), targets, v, attention)
+    if kernels.available(tokens, P) and v.Q_np is not None:
+        return torch.tensor(cpu_step_grads(tokens.contiguous(), targets.contiguous(), v,
+                                            attention), dtype=P.dtype)
     B = tokens.shape[0]
     Q, M, dQ, dM = v.Q, v.M, v.dQ, v.dM
     j = tokens[:, -2:].mul(2)
@@ -427,32 +468,36 @@ def fused_step_grads(
     return loss
 
 
-def _fused_step_cpu(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
-                    attention: str) -> torch.Tensor:
-    """:func:`fused_step_grads` with the compiled kernels (:mod:`icl.kernels`): the same
-    operations, fewer of them (the rows of ``Q``, the seed of the cross-entropy's backward
-    pass and the scatter into ``∂L/∂Q`` are one call each), and every intermediate in a
-    reused work buffer (:func:`scratch`): fresh allocations of this size cost page faults
-    at every step."""
+def cpu_step_grads(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
+                   attention: str) -> float:
+    """:func:`fused_step_grads` with the compiled kernels (:mod:`icl.kernels`); returns the
+    loss as a float. The same operations in the same order, fewer calls: the rows of
+    ``Q`` and the attention sum are one kernel, the backward attention sum and the
+    scatter into ``∂L/∂Q`` another, and every intermediate lives in the buffers of
+    :meth:`StepViews.work`, made once."""
     n, dt = v.n, v.P.dtype
-    B = tokens.shape[0]
-
-    def buf(name: str, *shape: int) -> torch.Tensor:
-        return scratch("step_" + name, shape, dt, "cpu")
-
-    r, direct = kernels.step_rows(tokens, v.Q, n, out=(buf("r", B, 2 * n), buf("d", B, n)))
-    A, saved = _attend_forward(tokens, r, attention, buf)
-    xi = torch.addmm(direct, A, v.MT, out=buf("xi", B, n))
-    logp = torch._log_softmax(xi, 1, False, out=buf("logp", B, n))
-    dlogp = buf("dlogp", B, n)
-    loss = kernels.nll_seed(logp, targets, dlogp)
+    B, H = tokens.shape
+    softmax = attention == "softmax"
+    w = v.work(B, H, softmax)
+    tk = tokens.numpy()
+    if softmax:
+        kernels.step_softmax(tk, v.Q_np, 2 * n, w.r_np, w.d_np, w.a_np, w.A_np)
+    else:
+        kernels.step_forward(tk, v.Q_np, 2 * n, attention == "relu", w.zero, w.r_np, w.d_np,
+                             w.A_np)
+    torch.addmm(w.d, w.A, v.MT, out=w.xi)
+    torch._log_softmax(w.xi, 1, False, out=w.logp)
+    loss = kernels.nll_grad(w.logp_np, targets.numpy(), w.seed, w.dlogp_np)
     # G by the kernel autograd's cross-entropy uses (see fused_step_grads)
-    G = torch.ops.aten._log_softmax_backward_data.out(dlogp, logp, 1, dt, out=buf("G", B, n))
-    torch.mm(G.T, A, out=v.dM)
-    grad_A = torch.mm(G, v.M, out=buf("gA", B, 2 * n))
-    dr = _attend_backward(grad_A, tokens, attention, saved, buf)
-    kernels.step_rows_grad(tokens, dr, G, v.dQ)
-    return torch.tensor(loss, dtype=dt)
+    torch.ops.aten._log_softmax_backward_data.out(w.dlogp, w.logp, 1, dt, out=w.G)
+    torch.mm(w.G.T, w.A, out=v.dM)
+    torch.mm(w.G, v.M, out=w.gA)
+    if softmax:
+        kernels.step_softmax_grad(tk, w.gA_np, w.a_np, w.A_np, w.dr_np, w.G_np, v.dQ_np)
+    else:
+        kernels.step_backward(tk, w.gA_np, w.r_np, attention == "relu", w.zero, w.dr_np,
+                              w.G_np, v.dQ_np)
+    return loss
 
 
 def _minus_ones(B: int, dtype: torch.dtype, device) -> torch.Tensor:

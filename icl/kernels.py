@@ -36,12 +36,14 @@ the generator alone decides the batch, as everywhere in the package.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterator
 
 import numpy as np
 import torch
-from numba import njit
+from numba import literal_unroll, njit, types
+from numba.extending import overload
 
 __all__ = [
     "attend_backward",
@@ -49,16 +51,25 @@ __all__ = [
     "available",
     "disabled",
     "draw_key",
+    "exp",
     "from_layout",
+    "nll_grad",
     "nll_seed",
     "pair_gather",
     "pair_scatter",
     "runs_on",
     "sample_default",
     "splitmix64",
+    "step_backward",
+    "step_forward",
     "step_rows",
     "step_rows_grad",
+    "step_softmax",
+    "step_softmax_grad",
     "to_layout",
+    "to_layout_arrays",
+    "token_dtype",
+    "update_from_layout",
 ]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
@@ -70,6 +81,15 @@ _MODES = {"linear": 0, "relu": 1}
 _SWITCH = threading.local()
 #: float64 spacing of the 53-bit uniforms of the flip, ``2^-53``
 _TWO_M53 = 2.0**-53
+
+
+def token_dtype(vocab_size: int) -> torch.dtype:
+    """The dtype in which the training loop hands tokens to these kernels: ``uint8`` when
+    every token fits (``N ≤ 256``), else ``int64``. The kernels read any integer dtype;
+    a batch of ``uint8`` tokens is an eighth of the ``int64`` one, and the three passes of
+    a training step over it (drawing it, the attention sum forward and backward) then
+    stay in the core's cache."""
+    return torch.uint8 if vocab_size <= 256 else torch.int64
 
 
 def available(*tensors: torch.Tensor) -> bool:
@@ -95,78 +115,128 @@ def disabled() -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- the fast path
+# One sequence's share of each sum (``tb`` its tokens, the other arguments its rows),
+# inlined into the kernels below: each formula is written once.
+@njit(inline="always")
+def _gather_row(tb, rb, ob):  # pragma: no cover - compiled
+    """``ob_h = rb[2 z_h] + rb[2 z_{h-1} + 1]`` (``ob_0 = rb[2 z_0]``)."""
+    prev = tb[0]
+    ob[0] = rb[2 * prev]
+    for h in range(1, tb.shape[0]):
+        z = tb[h]
+        ob[h] = rb[2 * z] + rb[2 * prev + 1]
+        prev = z
+
+
+@njit(inline="always")
+def _scatter_row(tb, wb, ob):  # pragma: no cover - compiled
+    """``ob[2 z_h] += wb_h``, ``ob[2 z_{h-1} + 1] += wb_h`` (``ob`` zeroed before)."""
+    prev = tb[0]
+    ob[2 * prev] += wb[0]
+    for h in range(1, tb.shape[0]):
+        z = tb[h]
+        ob[2 * z] += wb[h]
+        ob[2 * prev + 1] += wb[h]
+        prev = z
+
+
+@njit(inline="always")
+def _attend_row(tb, rb, relu, zero, ob):  # pragma: no cover - compiled
+    """``_scatter_row`` of ``σ(_gather_row(rb))`` without storing the scores (σ the
+    identity, or ReLU if ``relu``); ``ob`` zeroed before."""
+    prev = tb[0]
+    s = rb[2 * prev]
+    if relu and s < zero:
+        s = zero
+    ob[2 * prev] += s
+    for h in range(1, tb.shape[0]):
+        z = tb[h]
+        s = rb[2 * z] + rb[2 * prev + 1]
+        if relu and s < zero:
+            s = zero
+        ob[2 * z] += s
+        ob[2 * prev + 1] += s
+        prev = z
+
+
+@njit(inline="always")
+def _attend_grad_row(tb, gb, rb, relu, zero, ob):  # pragma: no cover - compiled
+    """``_scatter_row`` of ``σ'(s) ⊙ _gather_row(gb)``, ``s = _gather_row(rb)``, with
+    ``σ'(s) = [s ≥ 0]`` for ReLU (the subgradient 1 at 0), ``1`` for linear; ``ob`` zeroed
+    before."""
+    prev = tb[0]
+    g = gb[2 * prev]
+    if relu and rb[2 * prev] < zero:
+        g = zero
+    ob[2 * prev] += g
+    for h in range(1, tb.shape[0]):
+        z = tb[h]
+        g = gb[2 * z] + gb[2 * prev + 1]
+        if relu and rb[2 * z] + rb[2 * prev + 1] < zero:
+            g = zero
+        ob[2 * z] += g
+        ob[2 * prev + 1] += g
+        prev = z
+
+
+@njit(inline="always")
+def _rows_row(tb, Q, n2, rb, db):  # pragma: no cover - compiled
+    """``(rb, db) = Q_{j_1} + Q_{j_2}`` split after ``n2`` columns,
+    ``j = (2 z_{H-1} + 1, 2 z_H)``."""
+    H = tb.shape[0]
+    q1, q2 = Q[2 * tb[H - 2] + 1], Q[2 * tb[H - 1]]
+    for c in range(n2):
+        rb[c] = q1[c] + q2[c]
+    for c in range(db.shape[0]):
+        db[c] = q1[n2 + c] + q2[n2 + c]
+
+
+@njit(inline="always")
+def _rows_grad(tokens, dr, G, dQ):  # pragma: no cover - compiled
+    """``dQ = 0``, then the row ``(dr_b, G_b)`` added at ``j_1`` of every sequence, then
+    at every ``j_2`` (``index_add_``'s order)."""
+    B, H = tokens.shape
+    n2 = dr.shape[1]
+    dQ[:] = 0
+    for last in (1, 0):
+        for b in range(B):
+            j = 2 * tokens[b, H - 2] + 1 if last else 2 * tokens[b, H - 1]
+            qj = dQ[j]
+            for c in range(n2):
+                qj[c] += dr[b, c]
+            for c in range(G.shape[1]):
+                qj[n2 + c] += G[b, c]
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def _pair_gather(tokens, table, out):  # pragma: no cover - compiled
-    B, H = tokens.shape
-    for b in range(B):
-        tb, rb, ob = tokens[b], table[b], out[b]
-        prev = tb[0]
-        ob[0] = rb[2 * prev]
-        for h in range(1, H):
-            z = tb[h]
-            ob[h] = rb[2 * z] + rb[2 * prev + 1]
-            prev = z
+    for b in range(tokens.shape[0]):
+        _gather_row(tokens[b], table[b], out[b])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _pair_scatter(tokens, w, out):  # pragma: no cover - compiled
-    B, H = tokens.shape
     out[:] = 0
-    for b in range(B):
-        tb, wb, ob = tokens[b], w[b], out[b]
-        prev = tb[0]
-        ob[2 * prev] += wb[0]
-        for h in range(1, H):
-            z = tb[h]
-            ob[2 * z] += wb[h]
-            ob[2 * prev + 1] += wb[h]
-            prev = z
+    for b in range(tokens.shape[0]):
+        _scatter_row(tokens[b], w[b], out[b])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _attend(tokens, r, relu, zero, out):  # pragma: no cover - compiled
     """``A = pair_scatter(σ(pair_gather(r)))`` for σ the identity or ReLU, one pass
     (``zero``: 0 in the dtype of ``r``, so that every sum stays in that dtype)."""
-    B, H = tokens.shape
     out[:] = 0
-    for b in range(B):
-        tb, rb, ob = tokens[b], r[b], out[b]
-        prev = tb[0]
-        s = rb[2 * prev]
-        if relu and s < zero:
-            s = zero
-        ob[2 * prev] += s
-        for h in range(1, H):
-            z = tb[h]
-            s = rb[2 * z] + rb[2 * prev + 1]
-            if relu and s < zero:
-                s = zero
-            ob[2 * z] += s
-            ob[2 * prev + 1] += s
-            prev = z
+    for b in range(tokens.shape[0]):
+        _attend_row(tokens[b], r[b], relu, zero, out[b])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _attend_grad(tokens, grad_A, r, relu, zero, out):  # pragma: no cover - compiled
     """``∂L/∂r = pair_scatter(σ'(s) ⊙ pair_gather(∂L/∂A))``, ``s = pair_gather(r)``, one
-    pass; ``σ'(s) = [s ≥ 0]`` for ReLU (the subgradient 1 at 0), ``1`` for linear."""
-    B, H = tokens.shape
+    pass."""
     out[:] = 0
-    for b in range(B):
-        tb, gb, rb, ob = tokens[b], grad_A[b], r[b], out[b]
-        prev = tb[0]
-        g = gb[2 * prev]
-        if relu and rb[2 * prev] < zero:
-            g = zero
-        ob[2 * prev] += g
-        for h in range(1, H):
-            z = tb[h]
-            g = gb[2 * z] + gb[2 * prev + 1]
-            if relu and rb[2 * z] + rb[2 * prev + 1] < zero:
-                g = zero
-            ob[2 * z] += g
-            ob[2 * prev + 1] += g
-            prev = z
+    for b in range(tokens.shape[0]):
+        _attend_grad_row(tokens[b], grad_A[b], r[b], relu, zero, out[b])
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -220,30 +290,199 @@ def attend_backward(
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _step_rows(tokens, Q, n2, r, direct):  # pragma: no cover - compiled
-    B, H = tokens.shape
-    for b in range(B):
-        j1 = 2 * tokens[b, H - 2] + 1
-        j2 = 2 * tokens[b, H - 1]
-        q1, q2 = Q[j1], Q[j2]
-        for c in range(n2):
-            r[b, c] = q1[c] + q2[c]
-        for c in range(direct.shape[1]):
-            direct[b, c] = q1[n2 + c] + q2[n2 + c]
+    for b in range(tokens.shape[0]):
+        _rows_row(tokens[b], Q, n2, r[b], direct[b])
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _step_rows_grad(tokens, dr, G, dQ):  # pragma: no cover - compiled
-    B, H = tokens.shape
-    n2 = dr.shape[1]
-    dQ[:] = 0
-    for last in (1, 0):  # all rows j_1 first, then all rows j_2 (index_add_'s order)
-        for b in range(B):
-            j = 2 * tokens[b, H - 2] + 1 if last else 2 * tokens[b, H - 1]
-            qj = dQ[j]
-            for c in range(n2):
-                qj[c] += dr[b, c]
-            for c in range(G.shape[1]):
-                qj[n2 + c] += G[b, c]
+    _rows_grad(tokens, dr, G, dQ)
+
+
+# The training step's kernels (array level: NumPy arrays sharing the tensors' memory, all
+# C-contiguous; called by icl.fastpath's CPU step with buffers it made once). Each is two
+# of the kernels above in one call and one pass, with the same sums in the same order.
+@njit(cache=True, nogil=True, boundscheck=False)
+def step_forward(tokens, Q, n2, relu, zero, r, direct, A):  # pragma: no cover - compiled
+    """``(r, ξ_direct)`` of :func:`step_rows` and ``A`` of :func:`attend_forward`
+    (linear, or ReLU if ``relu``), sequence by sequence."""
+    A[:] = 0
+    for b in range(tokens.shape[0]):
+        _rows_row(tokens[b], Q, n2, r[b], direct[b])
+        _attend_row(tokens[b], r[b], relu, zero, A[b])
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def step_backward(tokens, grad_A, r, relu, zero, dr, G, dQ):  # pragma: no cover - compiled
+    """``∂L/∂r`` of :func:`attend_backward` into ``dr``, then ``∂L/∂Q`` of
+    :func:`step_rows_grad` into ``dQ``."""
+    dr[:] = 0
+    for b in range(tokens.shape[0]):
+        _attend_grad_row(tokens[b], grad_A[b], r[b], relu, zero, dr[b])
+    _rows_grad(tokens, dr, G, dQ)
+
+
+# Softmax attention in the training step. The exponential is evaluated here, not by
+# PyTorch, so that the scores, the softmax and the sum over the tokens are one pass per
+# sequence (the scores never leave the core's cache). ``_exp`` is the textbook method:
+# ``x = n ln2 + f`` with ``n`` the nearest integer to ``x / ln2`` (the "shifter" trick
+# rounds it and leaves it in the low bits), ``f`` by a two-part ``ln2`` (Cody and Waite),
+# ``e^f`` by its Taylor polynomial (degree 7 in float32, 13 in float64; ``|f| ≤ ln2/2``),
+# and ``2^n`` written into the exponent bits. Relative error: within two units in the
+# last place (tests/test_kernels.py checks it on a grid; about one is measured);
+# arguments below the smallest normal number's logarithm give about that number instead
+# of an underflow to 0, which only ever meets ``x = s_h - max s ≤ 0`` in a sum with a
+# term 1. PyTorch's softmax rounds differently, so this step's softmax weights are not
+# bit for bit those of the model's forward pass (which keeps PyTorch's).
+#: multiply-adds fused (FMA) in the kernels that call ``_exp``: its polynomial then costs
+#: one rounding per coefficient instead of two
+_CONTRACT = {"contract"}
+
+
+def _exp(x):  # pragma: no cover - the numba implementation is _exp_overload's
+    raise NotImplementedError("compiled only")
+
+
+@overload(_exp)
+def _exp_overload(x):  # pragma: no cover - compiled
+    if x == types.float32:
+        f32 = np.float32
+        lo, shift, log2e = f32(-87.33), f32(1.5 * 2**23), f32(1.4426950408889634)
+        hi_ln2, lo_ln2 = f32(0.693359375), f32(-2.12194440e-4)
+        bias = np.int32(127 << 23)
+        c7, c6, c5, c4, c3, c2, c1, c0 = (f32(1 / k) for k in (5040, 720, 120, 24, 6, 2, 1, 1))
+
+        def exp32(x):
+            x = max(x, lo)
+            t = x * log2e + shift
+            n = t - shift
+            f = x - n * hi_ln2 - n * lo_ln2
+            p = ((((((c7 * f + c6) * f + c5) * f + c4) * f + c3) * f + c2) * f + c1) * f + c0
+            k = f32(t).view(np.int32)
+            return p * np.int32((k << np.int32(23)) + bias).view(np.float32)
+
+        return exp32
+    if x == types.float64:
+        coefficients = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+        lo, shift, log2e = -708.0, 1.5 * 2.0**52, 1.4426950408889634
+        hi_ln2, lo_ln2 = 6.93145751953125e-1, 1.42860682030941723212e-6
+        bias = np.int64(1023 << 52)
+
+        def exp64(x):
+            x = max(x, lo)
+            t = x * log2e + shift
+            n = t - shift
+            f = x - n * hi_ln2 - n * lo_ln2
+            p = 0.0
+            for c in literal_unroll(coefficients):
+                p = p * f + c
+            k = np.float64(t).view(np.int64)
+            return p * np.int64((k << np.int64(52)) + bias).view(np.float64)
+
+        return exp64
+    return None
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
+def exp(x, out):  # pragma: no cover - compiled
+    """``out = e^x`` elementwise by this module's exponential (1-D arrays; for its tests)."""
+    for i in range(x.shape[0]):
+        out[i] = _exp(x[i])
+
+
+@njit(inline="always")
+def _row_sum(x):  # pragma: no cover - compiled
+    """``Σ_h x_h`` in four interleaved partial sums (a fixed order)."""
+    s0 = s1 = s2 = s3 = x[0] * 0
+    H = x.shape[0]
+    h = 0
+    while h + 4 <= H:
+        s0 += x[h]
+        s1 += x[h + 1]
+        s2 += x[h + 2]
+        s3 += x[h + 3]
+        h += 4
+    while h < H:
+        s0 += x[h]
+        h += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(inline="always")
+def _row_dot(x, y):  # pragma: no cover - compiled
+    """``Σ_k x_k y_k`` in four interleaved partial sums (a fixed order)."""
+    s0 = s1 = s2 = s3 = x[0] * 0
+    K = x.shape[0]
+    k = 0
+    while k + 4 <= K:
+        s0 += x[k] * y[k]
+        s1 += x[k + 1] * y[k + 1]
+        s2 += x[k + 2] * y[k + 2]
+        s3 += x[k + 3] * y[k + 3]
+        k += 4
+    while k < K:
+        s0 += x[k] * y[k]
+        k += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
+def step_softmax(tokens, Q, n2, r, direct, a, A):  # pragma: no cover - compiled
+    """``(r, ξ_direct)`` of :func:`step_rows`, the softmax weights ``a`` and
+    ``A = pair_scatter(a)`` (softmax attention), sequence by sequence: the scores and
+    their maximum in one loop over the tokens, their exponentials and sum in two short
+    loops over the row (vectorised), the normalisation and the scatter in a second loop
+    over the tokens."""
+    A[:] = 0
+    H = tokens.shape[1]
+    for b in range(tokens.shape[0]):
+        tb, ab, rb, ob = tokens[b], a[b], r[b], A[b]
+        _rows_row(tb, Q, n2, rb, direct[b])
+        prev = tb[0]
+        m = ab[0] = rb[2 * prev]
+        for h in range(1, H):
+            z = tb[h]
+            s = ab[h] = rb[2 * z] + rb[2 * prev + 1]
+            m = max(m, s)
+            prev = z
+        for h in range(H):
+            ab[h] = _exp(ab[h] - m)
+        inv = 1 / _row_sum(ab)
+        prev = tb[0]
+        w = ab[0] = ab[0] * inv
+        ob[2 * prev] += w
+        for h in range(1, H):
+            z = tb[h]
+            w = ab[h] = ab[h] * inv
+            ob[2 * z] += w
+            ob[2 * prev + 1] += w
+            prev = z
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
+def step_softmax_grad(tokens, grad_A, a, A, dr, G, dQ):  # pragma: no cover - compiled
+    """``∂L/∂r`` for softmax attention into ``dr``, then ``∂L/∂Q`` of
+    :func:`step_rows_grad` into ``dQ``. With ``g = ∂L/∂a = pair_gather(∂L/∂A)``, the
+    softmax's ``∂L/∂s = a ⊙ (g - ⟨a, g⟩)``, and ``⟨a, g⟩ = ⟨A, ∂L/∂A⟩`` (``A = Σ_h a_h x_h``
+    and ``g_h = ⟨x_h, ∂L/∂A⟩``) is a sum over ``2N`` entries, not ``H``: one loop over
+    the tokens per sequence gathers ``g_h`` and scatters ``∂L/∂s_h``."""
+    dr[:] = 0
+    H = tokens.shape[1]
+    for b in range(tokens.shape[0]):
+        tb, ab, gb, ob = tokens[b], a[b], grad_A[b], dr[b]
+        dot = _row_dot(A[b], gb)
+        prev = tb[0]
+        d = ab[0] * (gb[2 * prev] - dot)
+        ob[2 * prev] += d
+        for h in range(1, H):
+            z = tb[h]
+            d = ab[h] * (gb[2 * z] + gb[2 * prev + 1] - dot)
+            ob[2 * z] += d
+            ob[2 * prev + 1] += d
+            prev = z
+    _rows_grad(tokens, dr, G, dQ)
+
+
 
 
 @njit(inline="always")
@@ -254,22 +493,27 @@ def _iota(a, n):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def _to_layout(W, V, F, n, kappa, P):  # pragma: no cover - compiled
-    n2, n3 = 2 * n, 3 * n
+    # row by row through slices (contiguous loops, no negative-index checks)
+    n2, n3, off = 2 * n, 3 * n, 6 * n * n
     for a in range(n2):
+        wa = W[_iota(a, n)]
+        q = P[a * n3 : (a + 1) * n3]
+        for k in range(n):
+            q[2 * k] = wa[k]
+            q[2 * k + 1] = wa[n + k]
         ia = _iota(a, n)
-        row = a * n3
-        for b in range(n2):
-            P[row + b] = W[ia, _iota(b, n)]
         for c in range(n):
-            P[row + n2 + c] = F[c, ia]
-    off = 6 * n * n
+            q[n2 + c] = F[c, ia]
     for c in range(n):
-        for b in range(n2):
-            ib = _iota(b, n)
+        vc, fc = V[c], F[c]
+        m = P[off + c * n2 : off + (c + 1) * n2]
+        for k in range(n):
             if kappa:
-                P[off + c * n2 + b] = V[c, ib] + F[c, ib]
+                m[2 * k] = vc[k] + fc[k]
+                m[2 * k + 1] = vc[n + k] + fc[n + k]
             else:
-                P[off + c * n2 + b] = V[c, ib]
+                m[2 * k] = vc[k]
+                m[2 * k + 1] = vc[n + k]
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -301,6 +545,98 @@ def _from_layout(dP, n, kappa, need_w, need_v, need_f, dW, dV, dF):  # pragma: n
                 dF[c, ib] += g
 
 
+@njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
+def _layout_sq_norms(dP, n, kappa, out):  # pragma: no cover - compiled
+    """``out = (|∂L/∂W|², |∂L/∂V|², |∂L/∂F|²)``, each entry squared and summed in
+    float64 (the entries outside the layout are zero); the sums may be reordered
+    (vectorised), so they are exact to a relative ``~10⁻¹⁵``, in the same order at every
+    call. ``∂L/∂F[c, ι(a)]`` is ``Q``'s entry ``(a, 2N + c)`` plus, if ``κ = 1``, ``M``'s
+    ``(c, a)``."""
+    n2, n3, off = 2 * n, 3 * n, 6 * n * n
+    sw = sv = sf = 0.0
+    for a in range(n2):
+        q = dP[a * n3 : (a + 1) * n3]
+        for b in range(n2):
+            g = np.float64(q[b])
+            sw += g * g
+        for c in range(n):
+            g = q[n2 + c]
+            if kappa:
+                g += dP[off + c * n2 + a]
+            g = np.float64(g)
+            sf += g * g
+    m = dP[off : off + n * n2]
+    for k in range(n * n2):
+        g = np.float64(m[k])
+        sv += g * g
+    out[0], out[1], out[2] = sw, sv, sf
+
+
+@njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
+def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - compiled
+    """``θ ← θ - steps[i]·∂L/∂θ`` (or its sign) for ``θ = W, V, F`` (``i = 0, 1, 2``),
+    on the entries of the layout, row by row of each matrix; a matrix whose step is 0 is
+    not touched."""
+    n2, n3, off = 2 * n, 3 * n, 6 * n * n
+    sw, sv, sf = steps[0], steps[1], steps[2]
+    if sw != 0:
+        for a in range(n2):
+            q, wa = dP[a * n3 : a * n3 + n2], W[_iota(a, n)]
+            for k in range(n):
+                g0, g1 = q[2 * k], q[2 * k + 1]
+                if sign:
+                    g0, g1 = np.sign(g0), np.sign(g1)
+                wa[k] -= sw * g0
+                wa[n + k] -= sw * g1
+    if sv != 0:
+        for c in range(n):
+            m, vc = dP[off + c * n2 : off + (c + 1) * n2], V[c]
+            for k in range(n):
+                g0, g1 = m[2 * k], m[2 * k + 1]
+                if sign:
+                    g0, g1 = np.sign(g0), np.sign(g1)
+                vc[k] -= sv * g0
+                vc[n + k] -= sv * g1
+    if sf != 0:
+        for c in range(n):
+            fc = F[c]
+            for a in range(n2):
+                g = dP[a * n3 + n2 + c]
+                if kappa:
+                    g += dP[off + c * n2 + a]
+                if sign:
+                    g = np.sign(g)
+                fc[_iota(a, n)] -= sf * g
+
+
+def update_from_layout(dP: torch.Tensor, n: int, kappa: int, mats: list[np.ndarray],
+                       trainable: tuple[bool, bool, bool], lr: float,
+                       normalized: bool | str) -> None:
+    """One step of :func:`icl.training.normalized_step`'s rule (``normalized`` True, False
+    or ``"per_coordinate"``) on the trainable ones of ``mats = (W, V, F)`` (NumPy arrays
+    on the parameters' memory), from ``∂L/∂P`` of the step layout, without forming the
+    ``d × d`` gradients: only the entries of the layout move (every other gradient is 0).
+
+    As ``_apply_update`` computes it: a normalised step is ``lr / |g|`` with the norm
+    ``|g|`` summed in float64 and rounded to the parameters' dtype (as PyTorch's CPU norm
+    returns it), skipped when ``|g| = 0``; the step is then rounded to the dtype. The
+    parameters are written through NumPy, so autograd's version counter does not see the
+    step (the training loop keeps no graph across steps).
+    """
+    dp = dP.numpy()
+    dt = dp.dtype.type
+    if normalized is True:
+        sq = np.empty(3)
+        _layout_sq_norms(dp, n, bool(kappa), sq)
+        norms = [float(dt(math.sqrt(v))) for v in sq]
+        steps = [lr / m if t and m > 0 else 0.0 for t, m in zip(trainable, norms, strict=True)]
+    else:
+        steps = [lr if t else 0.0 for t in trainable]
+    with np.errstate(over="ignore"):  # a step beyond the dtype's range is ±inf, as in torch
+        steps = np.array(steps, dtype=dp.dtype)
+    _layout_update(dp, n, bool(kappa), *mats, steps, normalized == "per_coordinate")
+
+
 def to_layout(W: torch.Tensor, V: torch.Tensor, F: torch.Tensor, n: int, kappa: int,
               P: torch.Tensor) -> torch.Tensor:
     """The step layout ``P = (Q, M)`` of ``(W, V, F)`` (:func:`icl.fastpath.step_layout_index`),
@@ -308,6 +644,11 @@ def to_layout(W: torch.Tensor, V: torch.Tensor, F: torch.Tensor, n: int, kappa: 
     _to_layout(W.detach().numpy(), V.detach().numpy(), F.detach().numpy(), n, bool(kappa),
                P.numpy())
     return P
+
+
+#: :func:`to_layout` on NumPy arrays (the training step's, made once):
+#: ``(W, V, F, n, kappa: bool, P)``
+to_layout_arrays = _to_layout
 
 
 def from_layout(dP: torch.Tensor, n: int, kappa: int, dW: torch.Tensor | None,
@@ -341,6 +682,11 @@ def nll_seed(logp: torch.Tensor, targets: torch.Tensor, dlogp: torch.Tensor) -> 
     a = logp.numpy()
     value = a.dtype.type(-1) * a.dtype.type(1.0 / logp.shape[0])
     return _nll_seed(a, targets.numpy(), value, dlogp.numpy())
+
+
+#: the array-level :func:`nll_seed`: ``(logp, targets, value, dlogp) -> loss`` with
+#: ``value`` the gradient's entry at each target
+nll_grad = _nll_seed
 
 
 def step_rows(tokens: torch.Tensor, Q: torch.Tensor, n: int,
@@ -385,15 +731,20 @@ def _sample(key, low, R, nq, pool_lo, pool_n, noisy, tau, alpha,
     B, H = tokens.shape
     half = (H + 1) // 2
     per_row = np.uint64(half + 3)
+    words = np.empty(half, dtype=np.uint64)
     for b in range(B):
         base = key + np.uint64(b) * per_row * _GAMMA
         tb = tokens[b]
-        # filler: two tokens per 64-bit output (its low and high 32 bits)
+        # filler: two tokens per 64-bit output (its low and high 32 bits); the outputs
+        # first, then the tokens: two loops without branches, each vectorised
         for i in range(half):
-            x = _mix(base + np.uint64(i + 1) * _GAMMA)
+            words[i] = _mix(base + np.uint64(i + 1) * _GAMMA)
+        for i in range(H // 2):
+            x = words[i]
             tb[2 * i] = low + _below(x & _LOW32, R)
-            if 2 * i + 1 < H:
-                tb[2 * i + 1] = low + _below(x >> _S32, R)
+            tb[2 * i + 1] = low + _below(x >> _S32, R)
+        if H % 2:
+            tb[H - 1] = low + _below(words[half - 1] & _LOW32, R)
         u = _mix(base + np.uint64(half + 1) * _GAMMA)  # y (low bits), p (high bits)
         v = _mix(base + np.uint64(half + 2) * _GAMMA)  # p' (noisy) or q (noiseless)
         y = pool_lo + _below(u & _LOW32, pool_n)
@@ -462,8 +813,9 @@ def sample_default(
     target ``τ`` with probability ``α``; noiseless: ``q`` uniform on the triggers. A
     32-bit uniform ``x`` becomes ``⌊x·n/2^32⌋``, within ``2^-32`` of ``1/n`` for each
     value; the flip compares a 53-bit uniform with ``α``. The caller validates the sizes.
-    ``tokens``: a contiguous int64 ``[B, H]`` buffer to write the tokens into (the
-    training loop reuses one: a fresh megabyte per step costs page faults).
+    ``tokens``: a contiguous ``[B, H]`` buffer to write the tokens into, int64 or the
+    training loop's :func:`token_dtype` (it reuses one: a fresh megabyte per step costs
+    page faults).
     """
     N, nq = vocab_size, n_triggers
     if tokens is None:

@@ -32,7 +32,7 @@ from . import kernels
 from .model import OneLayerTransformer
 from .rates import RateFit, fit_rate
 from .task import RecallTask, check_task
-from .training import _train_step, normalized_step, train
+from .training import _fresh_batch, _token_buffer, _train_step, normalized_step, train
 from .validate import check_choice, check_int
 
 __all__ = [
@@ -127,10 +127,12 @@ def step_time(
     model = _model(task, attention, family, d_model, dtype, device)
     params = [p for p in model.parameters() if p.requires_grad]
     g = torch.Generator(device=device or "cpu").manual_seed(seed)
+    buffer = _token_buffer(model, params, task.vocab_size, batch_size, task.seq_len,
+                           model.device)
 
-    def step() -> None:
-        b = task.sample(batch_size, generator=g)
-        _train_step(model, params, b.tokens, b.targets, lr, True)
+    def step() -> None:  # the loop body of icl.train on fresh batches
+        tokens, targets = _fresh_batch(task, buffer, g)
+        _train_step(model, params, tokens, targets, lr, True)
 
     return best_time(step, number=number, repeats=repeats)
 

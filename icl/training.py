@@ -289,10 +289,9 @@ def train(
 
     order = torch.empty(0, dtype=torch.long, device=dev)
     cursor = 0
-    # every step's tokens go into this one buffer (used within the step only): a fresh
-    # megabyte per step would cost page faults on every step
     seq_len = task.seq_len if data is None else data.seq_len
-    token_buffer = torch.empty(batch_size, seq_len, dtype=torch.long, device=dev)
+    token_buffer = _token_buffer(model, params, task.vocab_size, batch_size, seq_len, dev)
+    data_tokens = None if data is None else data.tokens.to(token_buffer.dtype)
     losses = torch.empty(steps, dtype=torch.float64, device=dev)
     bar = None
     if _show_progress(progress):
@@ -304,15 +303,13 @@ def train(
     record(0)
     for step in range(1, steps + 1):
         if data is None:  # task.sample's default draw; its arguments were checked above
-            batch = _sample_default(task, batch_size, task.seq_len, task.alpha, False,
-                                    g_train, dev, tokens=token_buffer)
-            tokens, targets = batch.tokens, batch.targets
+            tokens, targets = _fresh_batch(task, token_buffer, g_train)
         else:
             if cursor + batch_size > len(order):
                 order = torch.randperm(data.batch_size, generator=g_train, device=dev)
                 cursor = 0
             idx = order[cursor : cursor + batch_size]
-            tokens = torch.index_select(data.tokens, 0, idx, out=token_buffer)
+            tokens = torch.index_select(data_tokens, 0, idx, out=token_buffer)
             targets = data.targets.index_select(0, idx)
             cursor += batch_size
         losses[step - 1] = _train_step(model, params, tokens, targets, lr, rule)
@@ -325,6 +322,26 @@ def train(
     hist.train_loss = losses.tolist()
     _warn_if_stalled(model, hist)
     return hist
+
+
+def _token_buffer(model: OneLayerTransformer, params: list[torch.Tensor], vocab_size: int,
+                  batch_size: int, seq_len: int, device: torch.device) -> torch.Tensor:
+    """The ``[batch_size, seq_len]`` buffer that every step's tokens go into (used within
+    the step only: a fresh megabyte per step would cost page faults at every step); in the
+    narrowest dtype that holds them (:func:`icl.kernels.token_dtype`) when the compiled
+    CPU step reads them, else int64."""
+    compiled = kernels.runs_on(device) and _FusedStep.of(model, params) is not None
+    dtype = kernels.token_dtype(vocab_size) if compiled else torch.long
+    return torch.empty(batch_size, seq_len, dtype=dtype, device=device)
+
+
+def _fresh_batch(task: RecallTask, tokens: torch.Tensor, g: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tokens, targets)`` of a fresh batch of ``task.sample``'s default law, the tokens
+    written into the buffer ``tokens`` (of :func:`_token_buffer`), from ``g``."""
+    B, H = tokens.shape
+    batch = _sample_default(task, B, H, task.alpha, False, g, tokens.device, tokens=tokens)
+    return batch.tokens, batch.targets
 
 
 def _to_device(batch: RecallBatch, device: torch.device) -> RecallBatch:
@@ -342,8 +359,9 @@ def _train_step(
     targets: torch.Tensor,
     lr: float,
     normalized: bool | str | _Decoupled,
-) -> torch.Tensor:
-    """One step of :func:`train` on a batch; returns the batch's loss (detached).
+) -> float | torch.Tensor:
+    """One step of :func:`train` on a batch; returns the batch's loss (a float on the
+    compiled CPU path, else a detached 0-d tensor).
 
     The batch is valid by construction, so ``forward``'s token check is skipped. On the
     fast path (float32/float64) the whole step runs without autograd (:class:`_FusedStep`);
@@ -446,6 +464,10 @@ class _FusedStep:
                              else (W, V, F)[k].detach().clone().contiguous() for k in range(3)]
                 self.grad_bufs = [torch.empty(d, d, dtype=dtype, device=dev)
                                   if k in trainable else None for k in range(3)]
+                self.is_trainable = tuple(k in trainable for k in range(3))
+                if dev.type == "cpu":  # the memory the kernels read and write
+                    self.mats_np = [m.detach().numpy() for m in self.mats]
+                    self.P_np = self.P.numpy()
 
     @staticmethod
     def _layout(model, dst, src, size) -> torch.Tensor:
@@ -453,6 +475,14 @@ class _FusedStep:
         flat = torch.cat([W.reshape(-1), V.reshape(-1), F.reshape(-1)])
         return torch.zeros(size, dtype=flat.dtype, device=flat.device).index_add_(
             0, dst, flat[src])
+
+    def serves(self, params: list[torch.Tensor]) -> bool:
+        """Whether this plan was made for these very tensors, on the same memory."""
+        mine = self.params
+        return (len(mine) == len(params)
+                and all(a is b for a, b in zip(mine, params, strict=True))
+                and self.key[2] == tuple(p.data_ptr() for p in params)
+                and self.key[0] == params[0].dtype)
 
     @staticmethod
     def covers(model: OneLayerTransformer, params: list[torch.Tensor]) -> bool:
@@ -468,50 +498,82 @@ class _FusedStep:
     @classmethod
     def of(cls, model: OneLayerTransformer, params: list[torch.Tensor]) -> _FusedStep | None:
         """The model's plan (built once and kept on the model), ``None`` off the fast path."""
+        plan = model.__dict__.get("_fused_step")
+        if plan is not None and plan.serves(params):  # every step after the first
+            return plan
         if not params or not fastpath.supports(params[0].dtype):
             return None
         if not cls.covers(model, params):
             return None
         key = (params[0].dtype, params[0].device, tuple(p.data_ptr() for p in params))
-        plan = model.__dict__.get("_fused_step")
         if plan is None or plan.key != key:
             plan = cls(model, params)
             model.__dict__["_fused_step"] = plan
         return plan
 
-    @torch.no_grad()
     def gradients(self, tokens, targets) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The batch's loss and ``∂L/∂θ`` for every trainable parameter (valid until the
-        next call)."""
+        """The batch's loss (a 0-d tensor) and ``∂L/∂θ`` for every trainable parameter
+        (valid until the next call)."""
+        loss, grads = self._gradients(tokens, targets)
+        return torch.as_tensor(loss, dtype=self.P.dtype), grads
+
+    def _layout_gradient(self, tokens, targets) -> tuple[float | torch.Tensor, bool]:
+        """``P`` from the parameters, the loss and ``∂L/∂P`` (into ``self.dP``); and
+        whether the compiled CPU kernels ran."""
         params = self.params
-        cpu = kernels.available(self.P)
+        cpu = kernels.available(self.P, tokens)
         if self.affine:
             torch.addmv(self.P0, self.basis.T, params[0].view(-1), out=self.P)
         elif cpu:  # compiled (icl.kernels): the same sums, without index tensors
-            kernels.to_layout(*self.mats, self.n, self.model.kappa, self.P)
+            kernels.to_layout_arrays(*self.mats_np, self.n, bool(self.model.kappa),
+                                     self.P_np)
         else:
             flat = params[0].view(-1) if len(params) == 1 else torch.cat(
                 [p.view(-1) for p in params])
             self.P.copy_(self.P0).index_add_(0, self.dst, flat.index_select(0, self.src))
-        loss = fastpath.fused_step_grads(tokens, targets, self.P, self.dP, self.n,
-                                         self.model.attention, self.views)
+        if cpu:
+            loss = fastpath.cpu_step_grads(tokens.contiguous(), targets.contiguous(),
+                                           self.views, self.model.attention)
+        else:
+            loss = fastpath.fused_step_grads(tokens, targets, self.P, self.dP, self.n,
+                                             self.model.attention, self.views)
+        return loss, cpu
+
+    @torch.no_grad()
+    def _gradients(self, tokens, targets) -> tuple[float | torch.Tensor, list[torch.Tensor]]:
+        """:meth:`gradients`, the loss a float on the compiled CPU path."""
+        loss, cpu = self._layout_gradient(tokens, targets)
+        return loss, self._param_grads(cpu)
+
+    def _param_grads(self, cpu: bool) -> list[torch.Tensor]:
+        """``∂L/∂θ`` of every trainable parameter from ``∂L/∂P`` (``self.dP``)."""
+        params = self.params
         if self.affine:
-            return loss, [torch.mv(self.basis, self.dP).view(params[0].shape)]
+            return [torch.mv(self.basis, self.dP).view(params[0].shape)]
         if cpu:
             kernels.from_layout(self.dP, self.n, self.model.kappa, *self.grad_bufs)
-            return loss, [self.grad_bufs[k] for k in self.trainable]
+            return [self.grad_bufs[k] for k in self.trainable]
         g = self.flat_grad.zero_().index_add_(0, self.src, self.dP.index_select(0, self.dst))
-        return loss, [v.view(p.shape) for v, p in zip(g.split(self.numels), params,
-                                                       strict=True)]
+        return [v.view(p.shape) for v, p in zip(g.split(self.numels), params, strict=True)]
 
     def step(self, tokens, targets, lr: float, normalized: bool | str | _Decoupled
-             ) -> torch.Tensor:
-        """One step in place; returns the batch's loss (0-d tensor). ``normalized`` is
-        :func:`train`'s rule: a :class:`_Decoupled` update (weight decay, Adam) is applied
-        as it is on the autograd path."""
-        loss, grads = self.gradients(tokens, targets)
+             ) -> float | torch.Tensor:
+        """One step in place; returns the batch's loss (a float, or a 0-d tensor off the
+        CPU: reading it would wait for the device). ``normalized`` is :func:`train`'s
+        rule: a :class:`_Decoupled` update (weight decay, Adam) is applied as it is on the
+        autograd path. On the CPU, :func:`train`'s own rules for ``W, V, F`` update the
+        parameters straight from ``∂L/∂P`` (:func:`icl.kernels.update_from_layout`)."""
+        with torch.no_grad():
+            loss, cpu = self._layout_gradient(tokens, targets)
+            if cpu and not self.affine and not isinstance(normalized, _Decoupled):
+                kernels.update_from_layout(self.dP, self.n, self.model.kappa, self.mats_np,
+                                           self.is_trainable, lr, normalized)
+                return loss
+            grads = self._param_grads(cpu)
         _update(self.params, grads, lr, normalized)
         return loss
+
+
 class _Decoupled:
     """The update with :func:`train`'s options: decoupled weight decay ``θ ← (1 - ηω) θ``,
     then :func:`_apply_update`'s step, or Adam's (its moments kept here, per parameter)."""
