@@ -41,6 +41,7 @@ __all__ = [
     "cpu_step_grads",
     "fused_step_grads",
     "interleave",
+    "keep_freed_memory",
     "pair_scores",
     "scratch",
     "step_layout_index",
@@ -71,6 +72,43 @@ def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device) -> to
     if buf is None or buf.numel() < n:
         buf = pool[key] = torch.empty(n, dtype=dtype, device=device)
     return buf[:n].view(shape)
+
+
+#: glibc's ``mallopt`` parameters ``M_TRIM_THRESHOLD`` and ``M_MMAP_THRESHOLD``, and the
+#: values :func:`keep_freed_memory` gives them (bytes)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_TRIM_BYTES, _MMAP_BYTES = 64 << 20, 16 << 20
+_KEPT: list[bool] = []
+
+
+def keep_freed_memory() -> bool:
+    """Ask the C library to keep freed memory in the process (glibc only; once per
+    process): blocks below 16 MB come from the heap, and the heap is returned to the
+    system only when more than 64 MB of it is free. Returns whether it did.
+
+    Why: an evaluation of :func:`icl.train` allocates and frees about 9 MB of temporaries
+    (forward pass, float64 metrics). By default glibc hands such blocks back to the
+    system at every free, and the next evaluation takes them again, one page fault per
+    4 kB: measured at paper scale, 500–2,200 page faults and half of an evaluation's
+    time. This is what the memory allocators PyTorch's CPU tuning guide recommends
+    (jemalloc, tcmalloc) do by default; it changes only when memory goes back to the
+    system, and costs at most 64 MB of memory the process keeps.
+    """
+    if _KEPT:
+        return _KEPT[0]
+    done = False
+    try:
+        import ctypes
+        import platform
+
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(None)
+            done = bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)) and bool(
+                libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES))
+    except (OSError, AttributeError):  # no C library to ask: nothing changes
+        done = False
+    _KEPT.append(done)
+    return done
 
 
 def interleave(n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -402,14 +440,15 @@ class StepWork:
     (fresh megabytes at every step cost page faults), each as a tensor and as a NumPy
     array on the same memory (``<name>_np``, what the kernels take): ``r``, ``ξ_direct``
     (``d``), ``A``, ``ξ``, ``log p``, its seed, ``G``, ``∂L/∂A``, ``∂L/∂r`` and, for
-    softmax attention, the weights ``a``."""
+    softmax attention, the unnormalised weights ``e`` and ``1 / Σ e`` of each sequence
+    (:func:`icl.kernels.step_softmax`)."""
 
     def __init__(self, B: int, H: int, n: int, dtype: torch.dtype, softmax: bool) -> None:
         shapes = {"r": (B, 2 * n), "d": (B, n), "A": (B, 2 * n), "xi": (B, n),
                   "logp": (B, n), "dlogp": (B, n), "G": (B, n), "gA": (B, 2 * n),
                   "dr": (B, 2 * n)}
         if softmax:
-            shapes["a"] = (B, H)
+            shapes.update({"e": (B, H), "inv": (B,)})
         for name, shape in shapes.items():
             t = torch.empty(shape, dtype=dtype)
             setattr(self, name, t)
@@ -481,7 +520,7 @@ def cpu_step_grads(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
     w = v.work(B, H, softmax)
     tk = tokens.numpy()
     if softmax:
-        kernels.step_softmax(tk, v.Q_np, 2 * n, w.r_np, w.d_np, w.a_np, w.A_np)
+        kernels.step_softmax(tk, v.Q_np, 2 * n, w.r_np, w.d_np, w.e_np, w.inv_np, w.A_np)
     else:
         kernels.step_forward(tk, v.Q_np, 2 * n, attention == "relu", w.zero, w.r_np, w.d_np,
                              w.A_np)
@@ -493,7 +532,8 @@ def cpu_step_grads(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
     torch.mm(w.G.T, w.A, out=v.dM)
     torch.mm(w.G, v.M, out=w.gA)
     if softmax:
-        kernels.step_softmax_grad(tk, w.gA_np, w.a_np, w.A_np, w.dr_np, w.G_np, v.dQ_np)
+        kernels.step_softmax_grad(tk, w.gA_np, w.e_np, w.inv_np, w.A_np, w.dr_np, w.G_np,
+                                  v.dQ_np)
     else:
         kernels.step_backward(tk, w.gA_np, w.r_np, attention == "relu", w.zero, w.dr_np,
                               w.G_np, v.dQ_np)

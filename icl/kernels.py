@@ -392,20 +392,24 @@ def exp(x, out):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _row_sum(x):  # pragma: no cover - compiled
-    """``Σ_h x_h`` in four interleaved partial sums (a fixed order)."""
-    s0 = s1 = s2 = s3 = x[0] * 0
+    """``Σ_h x_h`` in eight interleaved partial sums (a fixed order, vectorised)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x[0] * 0
     H = x.shape[0]
     h = 0
-    while h + 4 <= H:
+    while h + 8 <= H:
         s0 += x[h]
         s1 += x[h + 1]
         s2 += x[h + 2]
         s3 += x[h + 3]
-        h += 4
+        s4 += x[h + 4]
+        s5 += x[h + 5]
+        s6 += x[h + 6]
+        s7 += x[h + 7]
+        h += 8
     while h < H:
         s0 += x[h]
         h += 1
-    return (s0 + s1) + (s2 + s3)
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
 @njit(inline="always")
@@ -427,62 +431,63 @@ def _row_dot(x, y):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
-def step_softmax(tokens, Q, n2, r, direct, a, A):  # pragma: no cover - compiled
-    """``(r, ξ_direct)`` of :func:`step_rows`, the softmax weights ``a`` and
-    ``A = pair_scatter(a)`` (softmax attention), sequence by sequence: the scores and
-    their maximum in one loop over the tokens, their exponentials and sum in two short
-    loops over the row (vectorised), the normalisation and the scatter in a second loop
-    over the tokens."""
+def step_softmax(tokens, Q, n2, r, direct, e, inv, A):  # pragma: no cover - compiled
+    """``(r, ξ_direct)`` of :func:`step_rows` and ``A = Σ_h a_h x_h`` for softmax
+    attention, with ``a_h = e_h / Σ_h' e_h'``; ``e_h = exp(s_h - max s)`` is kept in
+    ``e`` and ``1 / Σ e`` in ``inv`` (for the backward pass). Per sequence: the scores and
+    their maximum (one loop over the tokens), ``e`` and its sum (two vectorised loops
+    over the row), the scatter of ``e`` (a second loop over the tokens), then ``A``'s
+    ``2N`` entries times ``1 / Σ e``."""
     A[:] = 0
     H = tokens.shape[1]
     for b in range(tokens.shape[0]):
-        tb, ab, rb, ob = tokens[b], a[b], r[b], A[b]
+        tb, eb, rb, ob = tokens[b], e[b], r[b], A[b]
         _rows_row(tb, Q, n2, rb, direct[b])
         prev = tb[0]
-        m = ab[0] = rb[2 * prev]
+        m = eb[0] = rb[2 * prev]
         for h in range(1, H):
             z = tb[h]
-            s = ab[h] = rb[2 * z] + rb[2 * prev + 1]
+            s = eb[h] = rb[2 * z] + rb[2 * prev + 1]
             m = max(m, s)
             prev = z
         for h in range(H):
-            ab[h] = _exp(ab[h] - m)
-        inv = 1 / _row_sum(ab)
-        prev = tb[0]
-        w = ab[0] = ab[0] * inv
-        ob[2 * prev] += w
-        for h in range(1, H):
-            z = tb[h]
-            w = ab[h] = ab[h] * inv
-            ob[2 * z] += w
-            ob[2 * prev + 1] += w
-            prev = z
+            eb[h] = _exp(eb[h] - m)
+        inv[b] = scale = 1 / _row_sum(eb)
+        _scatter_row(tb, eb, ob)
+        for k in range(ob.shape[0]):
+            ob[k] *= scale
 
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
-def step_softmax_grad(tokens, grad_A, a, A, dr, G, dQ):  # pragma: no cover - compiled
-    """``∂L/∂r`` for softmax attention into ``dr``, then ``∂L/∂Q`` of
-    :func:`step_rows_grad` into ``dQ``. With ``g = ∂L/∂a = pair_gather(∂L/∂A)``, the
-    softmax's ``∂L/∂s = a ⊙ (g - ⟨a, g⟩)``, and ``⟨a, g⟩ = ⟨A, ∂L/∂A⟩`` (``A = Σ_h a_h x_h``
-    and ``g_h = ⟨x_h, ∂L/∂A⟩``) is a sum over ``2N`` entries, not ``H``: one loop over
-    the tokens per sequence gathers ``g_h`` and scatters ``∂L/∂s_h``."""
+def step_softmax_grad(tokens, grad_A, e, inv, A, dr, G, dQ):  # pragma: no cover - compiled
+    """``∂L/∂r`` for softmax attention into ``dr`` (``e``, ``inv``, ``A`` from
+    :func:`step_softmax`), then ``∂L/∂Q`` of :func:`step_rows_grad` into ``dQ``.
+
+    With ``g = ∂L/∂a = pair_gather(∂L/∂A)``, the softmax's ``∂L/∂s = a ⊙ (g - ⟨a, g⟩)``;
+    ``⟨a, g⟩ = ⟨A, ∂L/∂A⟩`` (``A = Σ_h a_h x_h`` and ``g_h = ⟨x_h, ∂L/∂A⟩``) is a sum over
+    ``2N`` entries, not ``H``, and since every ``g_h`` has exactly one ``E`` coordinate,
+    ``(g_h - ⟨a, g⟩) / Σ e`` is the pair gather of the table ``t = (∂L/∂A - ⟨a, g⟩ on the
+    E coordinates) / Σ e``: one loop over the tokens per sequence, which gathers from
+    ``t`` and scatters ``e_h t``-sums into ``dr``."""
     dr[:] = 0
-    H = tokens.shape[1]
+    t = np.empty(grad_A.shape[1], dtype=grad_A.dtype)
     for b in range(tokens.shape[0]):
-        tb, ab, gb, ob = tokens[b], a[b], grad_A[b], dr[b]
+        tb, eb, gb, ob = tokens[b], e[b], grad_A[b], dr[b]
         dot = _row_dot(A[b], gb)
+        scale = inv[b]
+        for k in range(0, t.shape[0], 2):
+            t[k] = (gb[k] - dot) * scale
+            t[k + 1] = gb[k + 1] * scale
         prev = tb[0]
-        d = ab[0] * (gb[2 * prev] - dot)
+        d = eb[0] * t[2 * prev]
         ob[2 * prev] += d
-        for h in range(1, H):
+        for h in range(1, tb.shape[0]):
             z = tb[h]
-            d = ab[h] * (gb[2 * z] + gb[2 * prev + 1] - dot)
+            d = eb[h] * (t[2 * z] + t[2 * prev + 1])
             ob[2 * z] += d
             ob[2 * prev + 1] += d
             prev = z
     _rows_grad(tokens, dr, G, dQ)
-
-
 
 
 @njit(inline="always")
@@ -632,8 +637,11 @@ def update_from_layout(dP: torch.Tensor, n: int, kappa: int, mats: list[np.ndarr
         steps = [lr / m if t and m > 0 else 0.0 for t, m in zip(trainable, norms, strict=True)]
     else:
         steps = [lr if t else 0.0 for t in trainable]
-    with np.errstate(over="ignore"):  # a step beyond the dtype's range is ±inf, as in torch
+    if max(steps) <= np.finfo(dp.dtype).max:
         steps = np.array(steps, dtype=dp.dtype)
+    else:  # a step beyond the dtype's range is inf, as PyTorch's would be
+        with np.errstate(over="ignore"):
+            steps = np.array(steps, dtype=dp.dtype)
     _layout_update(dp, n, bool(kappa), *mats, steps, normalized == "per_coordinate")
 
 

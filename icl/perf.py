@@ -10,9 +10,11 @@ paper's experiment code does; it is the reference the fast path is tested agains
 Operation count of one fast step ([D]), with ``B`` sequences of length ``H``, vocabulary
 ``N`` and width ``d``: four indexed passes over the ``B·H`` tokens (a gather and a
 scatter-add forward, the same backward), three ``[B, 2N] × [2N, N]`` products
-(``12·B·N²`` flops) and a few passes over the ``d × d`` parameters. Hence a predicted
-exponent 1 in ``H`` and ``B`` where the token passes dominate, between 0 and 2 in ``N``
-and near 0 in ``d`` at the paper's sizes (see :func:`predicted_exponents`).
+(``12·B·N²`` flops) and two passes over the ``8N²`` entries of ``(W, V, F)`` that meet a
+one-hot input (reading them into the step layout, and the update); ``d`` enters the CPU
+step only there, not at all (other devices pass over the ``d × d`` matrices too). Hence
+a predicted exponent 1 in ``H`` and ``B`` where the token passes dominate, between 0 and
+2 in ``N`` and near 0 in ``d`` (see :func:`predicted_exponents`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "read_book_times",
     "sampling_time",
     "scaling",
+    "step_profile",
     "step_time",
     "token_pass_time",
     "train_overhead",
@@ -143,32 +146,84 @@ def token_pass_time(
 ) -> dict[str, float]:
     """Seconds of the passes over the ``B·H`` tokens that one fast step makes on the CPU.
 
-    The compiled kernels (:mod:`icl.kernels`) make one pass each: ``"forward"`` reads each
-    token's two entries of ``r`` and adds the score into ``A`` (linear attention);
-    ``"backward"`` does the same with ``∂L/∂A`` into ``∂L/∂r``; ``"sampling"`` writes the
-    ``B·H`` tokens of a batch (``vocab_size`` tokens, one trigger, noisy). ``"floor"`` is
-    their sum: the time a step with sampling needs for its token passes alone, whatever
-    else it saves.
+    The compiled kernels of the training step (:mod:`icl.kernels`, on tokens of the
+    dtype the training loop uses, :func:`icl.kernels.token_dtype`) make one pass each:
+    ``"forward"`` forms each sequence's row ``r`` and reads each token's two entries of
+    ``r``, adding its score into ``A`` (linear attention); ``"backward"`` does the same
+    with ``∂L/∂A`` into ``∂L/∂r`` and adds the rows into ``∂L/∂Q``; ``"sampling"`` writes
+    the ``B·H`` tokens of a batch (``vocab_size`` tokens, one trigger, noisy).
+    ``"floor"`` is their sum: the time a step with sampling needs for its token passes
+    alone, whatever else it saves.
     """
     B = check_int("batch_size", batch_size, minimum=1)
     H = check_int("seq_len", seq_len, minimum=4)
     N = check_int("vocab_size", vocab_size, minimum=4)
     g = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(N, (B, H), generator=g)
-    r = torch.randn(B, 2 * N, dtype=dtype, generator=g)
-    grad = torch.randn(B, 2 * N, dtype=dtype, generator=g)
+    tokens = torch.randint(N, (B, H), generator=g).to(kernels.token_dtype(N))
+    tk = tokens.numpy()
+    Q = torch.randn(2 * N, 3 * N, dtype=dtype, generator=g).numpy()
+    grad = torch.randn(B, 2 * N, dtype=dtype, generator=g).numpy()
+    G = torch.randn(B, N, dtype=dtype, generator=g).numpy()
+    r, A, dr = (np.empty((B, 2 * N), dtype=Q.dtype) for _ in range(3))
+    direct, dQ, zero = np.empty((B, N), dtype=Q.dtype), np.empty_like(Q), Q.dtype.type(0)
     times = {
-        "forward": best_time(lambda: kernels.attend_forward(tokens, r, "linear"),
-                             number=number, repeats=repeats),
-        "backward": best_time(lambda: kernels.attend_backward(tokens, grad, r, "linear"),
-                              number=number, repeats=repeats),
+        "forward": best_time(
+            lambda: kernels.step_forward(tk, Q, 2 * N, False, zero, r, direct, A),
+            number=number, repeats=repeats),
+        "backward": best_time(
+            lambda: kernels.step_backward(tk, grad, r, False, zero, dr, G, dQ),
+            number=number, repeats=repeats),
         "sampling": best_time(
             lambda: kernels.sample_default(g, B, H, n_triggers=1, vocab_size=N, pool_lo=1,
-                                           pool_n=2, noisy=True, alpha=0.5),
+                                           pool_n=2, noisy=True, alpha=0.5, tokens=tokens),
             number=number, repeats=repeats),
     }
     times["floor"] = times["forward"] + times["backward"] + times["sampling"]
     return times
+
+
+def step_profile(
+    task: RecallTask, attention: str = "linear", family: str = "origin", *,
+    batch_size: int = 512, steps: int = 200, top: int = 12, seed: int = 0,
+) -> list[tuple[str, float]]:
+    """Where the time of a training step goes: :mod:`cProfile` over ``steps`` steps of
+    :func:`step_time`'s loop body, as ``(function, milliseconds per step)`` for the
+    ``top`` functions by their own time (``"(everything else)"`` last).
+
+    A compiled kernel is one function here (Numba's loops are not seen inside); PyTorch
+    operations appear as ``{built-in method ...}``. The profiler adds a small cost to
+    every Python call, so the sum exceeds :func:`step_time` a little.
+    """
+    import cProfile
+    import pstats
+
+    task = check_task(task)
+    steps = check_int("steps", steps, minimum=1)
+    top = check_int("top", top, minimum=1)
+    model = _model(task, attention, family, 128, torch.float32, None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    g = torch.Generator().manual_seed(seed)
+    buffer = _token_buffer(model, params, task.vocab_size, batch_size, task.seq_len,
+                           model.device)
+
+    def step() -> None:
+        tokens, targets = _fresh_batch(task, buffer, g)
+        _train_step(model, params, tokens, targets, 0.01, True)
+
+    step()  # warm-up: the plan and the kernels' compilation
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(steps):
+        step()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
+    rows = []
+    for (file, _, name), (_, _, own, _, _) in stats.items():
+        where = Path(file).stem if file != "~" else ""
+        rows.append((f"{where}.{name}" if where else name, 1e3 * own / steps))
+    rows.sort(key=lambda row: -row[1])
+    rest = sum(ms for _, ms in rows[top:])
+    return rows[:top] + [("(everything else)", rest)]
 
 
 def dense_step_time(
@@ -262,7 +317,7 @@ def op_counts(N: int, d: int, H: int, B: int) -> dict[str, float]:
     return {
         "token passes (4·B·H)": 4.0 * B * H,
         "matrix products (12·B·N²)": 12.0 * B * N * N,
-        "parameter passes (d², d·2N)": float(d * d + 2 * d * N),
+        "parameter entries (2·8N²)": 16.0 * N * N,
     }
 
 
@@ -271,7 +326,8 @@ def predicted_exponents() -> dict[str, tuple[float, float]]:
 
     The lower end holds where a size-independent term dominates, the upper end
     asymptotically: ``H`` and ``B`` enter the token passes linearly (``B`` also the
-    products), ``N`` the products quadratically, ``d`` only the parameter passes.
+    products), ``N`` the products quadratically; ``d`` not at all on the CPU (on other
+    devices through passes over the ``d × d`` matrices, up to 2).
     """
     return {"H": (0.0, 1.0), "B": (0.0, 1.0), "N": (0.0, 2.0), "d": (0.0, 2.0)}
 

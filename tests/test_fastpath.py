@@ -343,3 +343,14 @@ def test_perf_helpers_validate_and_run():
     assert abs(fit.slope - 1.0) < 1e-12
     counts = perf.op_counts(**perf.PAPER_SIZES)
     assert counts["token passes (4·B·H)"] == 4 * 512 * 256
+
+
+def test_keep_freed_memory_is_applied_once() -> None:
+    """Consistency: the allocator setting is asked for once per process and its answer
+    kept; on Linux with glibc (this CI) it is applied."""
+    import platform
+
+    first = fastpath.keep_freed_memory()
+    assert fastpath.keep_freed_memory() is first
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert first is True
