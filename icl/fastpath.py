@@ -166,29 +166,21 @@ def _pair_scatter(weights: torch.Tensor, tokens: torch.Tensor, n: int) -> torch.
     return _scatter_weights(w, tokens, n)
 
 
-def _fresh(like: torch.Tensor):
-    """A :func:`_attend_forward` buffer source that allocates (what autograd needs)."""
-    return lambda name, *shape: like.new_empty(shape)
-
-
-def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str, buf=None):
+def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str):
     """``A`` (interleaved ``[B, 2N]``) and what the backward pass needs.
 
     On the CPU the compiled kernels of :mod:`icl.kernels` do it (saved: ``a`` for softmax,
-    ``r`` for linear and ReLU), writing into ``buf(name, *shape)`` (fresh tensors by
-    default; the training step passes reused work buffers); elsewhere PyTorch operations,
-    where linear and ReLU attention write the scores straight into the scatter's buffer
-    (saved: the ReLU mask).
+    ``r`` for linear and ReLU); elsewhere PyTorch operations, where linear and ReLU
+    attention write the scores straight into the scatter's buffer (saved: the ReLU mask).
     """
     B, H = tokens.shape
     n = r.shape[1] // 2
     if kernels.available(tokens, r):  # compiled, one pass (icl.kernels)
         tokens = tokens.contiguous()
-        buf = buf or _fresh(r)
-        A = buf("A", B, 2 * n)
+        A = r.new_empty(B, 2 * n)
         if attention == "softmax":
-            a = buf("a", B, H)
-            torch._softmax(kernels.pair_gather(tokens, r, buf("s", B, H)), -1, False, out=a)
+            a = r.new_empty(B, H)
+            torch._softmax(kernels.pair_gather(tokens, r, r.new_empty(B, H)), -1, False, out=a)
             return kernels.pair_scatter(tokens, a, n, out=A), a
         return kernels.attend_forward(tokens, r, attention, out=A), r
     if attention == "softmax":
@@ -203,19 +195,16 @@ def _attend_forward(tokens: torch.Tensor, r: torch.Tensor, attention: str, buf=N
     return _scatter_weights(w, tokens, n), saved
 
 
-def _attend_backward(grad_A, tokens, attention: str, saved, buf=None) -> torch.Tensor:
-    """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form (``buf`` as in
-    :func:`_attend_forward`)."""
+def _attend_backward(grad_A, tokens, attention: str, saved) -> torch.Tensor:
+    """``∂L/∂r`` (interleaved) from ``∂L/∂A`` (interleaved), closed form."""
     B, H = tokens.shape
     n = grad_A.shape[1] // 2
     if kernels.available(tokens, grad_A):  # saved: a (softmax) or r (linear, ReLU)
         tokens = tokens.contiguous()
-        buf = buf or _fresh(grad_A)
-        dr = buf("dr", B, 2 * n)
+        dr = grad_A.new_empty(B, 2 * n)
         if attention == "softmax":
-            g = kernels.pair_gather(tokens, grad_A, buf("g", B, H))
-            ds = torch.ops.aten._softmax_backward_data.out(g, saved, -1, saved.dtype,
-                                                           grad_input=buf("ds", B, H))
+            g = kernels.pair_gather(tokens, grad_A, grad_A.new_empty(B, H))
+            ds = torch._softmax_backward_data(g, saved, -1, saved.dtype)
             return kernels.pair_scatter(tokens, ds, n, out=dr)
         return kernels.attend_backward(tokens, grad_A, saved, attention, out=dr)
     if attention == "softmax":
@@ -482,6 +471,7 @@ def fused_step_grads(
     if kernels.available(tokens, P) and v.Q_np is not None:
         return torch.tensor(cpu_step_grads(tokens.contiguous(), targets.contiguous(), v,
                                             attention), dtype=P.dtype)
+    tokens = tokens.long()  # PyTorch's gathers index with int64
     B = tokens.shape[0]
     Q, M, dQ, dM = v.Q, v.M, v.dQ, v.dM
     j = tokens[:, -2:].mul(2)
@@ -510,10 +500,13 @@ def fused_step_grads(
 def cpu_step_grads(tokens: torch.Tensor, targets: torch.Tensor, v: StepViews,
                    attention: str) -> float:
     """:func:`fused_step_grads` with the compiled kernels (:mod:`icl.kernels`); returns the
-    loss as a float. The same operations in the same order, fewer calls: the rows of
-    ``Q`` and the attention sum are one kernel, the backward attention sum and the
-    scatter into ``∂L/∂Q`` another, and every intermediate lives in the buffers of
-    :meth:`StepViews.work`, made once."""
+    loss as a float. The same operations in fewer calls: the rows of ``Q`` and the
+    attention sum are one kernel, the backward attention sum and the scatter into
+    ``∂L/∂Q`` another, and every intermediate lives in the buffers of
+    :meth:`StepViews.work`, made once. Linear and ReLU attention add in the same order
+    as the PyTorch path (the same numbers); softmax attention exponentiates with the
+    kernels' own exponential and sums ``⟨a, g⟩`` as ``⟨A, ∂L/∂A⟩`` (the same numbers up
+    to rounding)."""
     n, dt = v.n, v.P.dtype
     B, H = tokens.shape
     softmax = attention == "softmax"

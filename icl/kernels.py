@@ -9,6 +9,14 @@ dispatch. The kernels here do each job in **one pass** per sequence, in compiled
 copied). The PyTorch versions stay: they are used on other devices (CUDA) and are what
 ``tests/test_kernels.py`` checks these kernels against.
 
+The training step calls the array-level kernels, with buffers made once:
+:func:`icl.fastpath.cpu_step_grads` calls :func:`step_forward` / :func:`step_softmax`
+(the rows of the step layout and the attention sum) and :func:`step_backward` /
+:func:`step_softmax_grad` (the backward pass over the tokens and the gradient of the
+layout); the training plan around it reads ``W, V, F`` into the layout
+(:data:`to_layout_arrays`) and updates them from its gradient (:func:`update_from_layout`).
+The training loop hands the kernels its tokens as ``uint8`` (:func:`token_dtype`).
+
 These are inner loops, not entry points: apart from :func:`splitmix64` they check
 nothing (a token outside ``0 … N-1`` would be read outside its table), because the
 public functions that call them (:meth:`icl.RecallTask.sample`, :func:`icl.train`, the
@@ -339,6 +347,21 @@ def step_backward(tokens, grad_A, r, relu, zero, dr, G, dQ):  # pragma: no cover
 _CONTRACT = {"contract"}
 
 
+def _cast(x, c):  # pragma: no cover - the numba implementation is _cast_overload's
+    raise NotImplementedError("compiled only")
+
+
+@overload(_cast)
+def _cast_overload(x, c):  # pragma: no cover - compiled
+    """``c`` in the float type of ``x`` (Numba would otherwise widen ``float32 · 0`` to
+    float64)."""
+    if x == types.float32:
+        return lambda x, c: np.float32(c)
+    if x == types.float64:
+        return lambda x, c: np.float64(c)
+    return None
+
+
 def _exp(x):  # pragma: no cover - the numba implementation is _exp_overload's
     raise NotImplementedError("compiled only")
 
@@ -392,8 +415,9 @@ def exp(x, out):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _row_sum(x):  # pragma: no cover - compiled
-    """``Σ_h x_h`` in eight interleaved partial sums (a fixed order, vectorised)."""
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = x[0] * 0
+    """``Σ_h x_h`` in eight interleaved partial sums (a fixed order, vectorised), in the
+    dtype of ``x``."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = _cast(x[0], 0.0)
     H = x.shape[0]
     h = 0
     while h + 8 <= H:
@@ -414,8 +438,9 @@ def _row_sum(x):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _row_dot(x, y):  # pragma: no cover - compiled
-    """``Σ_k x_k y_k`` in four interleaved partial sums (a fixed order)."""
-    s0 = s1 = s2 = s3 = x[0] * 0
+    """``Σ_k x_k y_k`` in four interleaved partial sums (a fixed order), in the dtype of
+    ``x``."""
+    s0 = s1 = s2 = s3 = _cast(x[0], 0.0)
     K = x.shape[0]
     k = 0
     while k + 4 <= K:
@@ -452,7 +477,8 @@ def step_softmax(tokens, Q, n2, r, direct, e, inv, A):  # pragma: no cover - com
             prev = z
         for h in range(H):
             eb[h] = _exp(eb[h] - m)
-        inv[b] = scale = 1 / _row_sum(eb)
+        total = _row_sum(eb)
+        inv[b] = scale = _cast(total, 1.0) / total
         _scatter_row(tb, eb, ob)
         for k in range(ob.shape[0]):
             ob[k] *= scale
@@ -550,6 +576,12 @@ def _from_layout(dP, n, kappa, need_w, need_v, need_f, dW, dV, dF):  # pragma: n
                 dF[c, ib] += g
 
 
+@njit(inline="always")
+def _sign(g):  # pragma: no cover - compiled
+    """``sign(g)`` in the dtype of ``g``, 0 for 0 and for NaN (as ``torch.sign``)."""
+    return _cast(g, (g > 0) - (g < 0))
+
+
 @njit(cache=True, nogil=True, boundscheck=False, fastmath={"reassoc"})
 def _layout_sq_norms(dP, n, kappa, out):  # pragma: no cover - compiled
     """``out = (|∂L/∂W|², |∂L/∂V|², |∂L/∂F|²)``, each entry squared and summed in
@@ -590,7 +622,7 @@ def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - co
             for k in range(n):
                 g0, g1 = q[2 * k], q[2 * k + 1]
                 if sign:
-                    g0, g1 = np.sign(g0), np.sign(g1)
+                    g0, g1 = _sign(g0), _sign(g1)
                 wa[k] -= sw * g0
                 wa[n + k] -= sw * g1
     if sv != 0:
@@ -599,7 +631,7 @@ def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - co
             for k in range(n):
                 g0, g1 = m[2 * k], m[2 * k + 1]
                 if sign:
-                    g0, g1 = np.sign(g0), np.sign(g1)
+                    g0, g1 = _sign(g0), _sign(g1)
                 vc[k] -= sv * g0
                 vc[n + k] -= sv * g1
     if sf != 0:
@@ -610,7 +642,7 @@ def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - co
                 if kappa:
                     g += dP[off + c * n2 + a]
                 if sign:
-                    g = np.sign(g)
+                    g = _sign(g)
                 fc[_iota(a, n)] -= sf * g
 
 
@@ -637,9 +669,9 @@ def update_from_layout(dP: torch.Tensor, n: int, kappa: int, mats: list[np.ndarr
         steps = [lr / m if t and m > 0 else 0.0 for t, m in zip(trainable, norms, strict=True)]
     else:
         steps = [lr if t else 0.0 for t in trainable]
-    if max(steps) <= np.finfo(dp.dtype).max:
+    if max(steps) <= float(np.finfo(dp.dtype).max):
         steps = np.array(steps, dtype=dp.dtype)
-    else:  # a step beyond the dtype's range is inf, as PyTorch's would be
+    else:  # a step beyond the dtype's range (a gradient norm below its normal numbers) is inf
         with np.errstate(over="ignore"):
             steps = np.array(steps, dtype=dp.dtype)
     _layout_update(dp, n, bool(kappa), *mats, steps, normalized == "per_coordinate")
@@ -828,6 +860,8 @@ def sample_default(
     N, nq = vocab_size, n_triggers
     if tokens is None:
         tokens = torch.empty(B, H, dtype=torch.int64)
+    elif tokens.dtype == torch.uint8 and N > 256:
+        raise ValueError(f"tokens: a uint8 buffer holds at most 256 tokens, got vocab_size={N}")
     rows = [torch.empty(B, dtype=torch.int64) for _ in range(4)]
     targets, outputs, pair_pos, noise_pos = rows
     _sample(draw_key(generator), nq, N - 1 - nq, nq, pool_lo, pool_n, bool(noisy), N - 1,

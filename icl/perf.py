@@ -11,8 +11,8 @@ Operation count of one fast step ([D]), with ``B`` sequences of length ``H``, vo
 ``N`` and width ``d``: four indexed passes over the ``B·H`` tokens (a gather and a
 scatter-add forward, the same backward), three ``[B, 2N] × [2N, N]`` products
 (``12·B·N²`` flops) and two passes over the ``8N²`` entries of ``(W, V, F)`` that meet a
-one-hot input (reading them into the step layout, and the update); ``d`` enters the CPU
-step only there, not at all (other devices pass over the ``d × d`` matrices too). Hence
+one-hot input (reading them into the step layout, and the update). So ``d`` does not
+enter the CPU step at all (other devices also pass over the ``d × d`` matrices). Hence
 a predicted exponent 1 in ``H`` and ``B`` where the token passes dominate, between 0 and
 2 in ``N`` and near 0 in ``d`` (see :func:`predicted_exponents`).
 """
@@ -186,7 +186,7 @@ def step_profile(
     task: RecallTask, attention: str = "linear", family: str = "origin", *,
     batch_size: int = 512, steps: int = 200, top: int = 12, seed: int = 0,
 ) -> list[tuple[str, float]]:
-    """Where the time of a training step goes: :mod:`cProfile` over ``steps`` steps of
+    """Where the time of a training step goes: Python's ``cProfile`` over ``steps`` steps of
     :func:`step_time`'s loop body, as ``(function, milliseconds per step)`` for the
     ``top`` functions by their own time (``"(everything else)"`` last).
 

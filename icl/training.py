@@ -406,8 +406,11 @@ class _FusedStep:
       ``λ``), so ``∂L/∂θ_i = ⟨P_i, ∂L/∂P⟩``; ``P_0`` and ``P_i`` are read off the
       construction once, and the affinity is checked at the current θ.
 
-    ``∂L/∂P`` comes from :func:`icl.fastpath.fused_step_grads`; the update is
-    :func:`_apply_update`'s on the flat gradient of each parameter.
+    ``∂L/∂P`` comes from :func:`icl.fastpath.fused_step_grads` (on the CPU its compiled
+    version :func:`icl.fastpath.cpu_step_grads`). The update is :func:`_apply_update`'s
+    on the gradient of each parameter, except on the CPU for ``W, V, F`` under
+    :func:`train`'s own rules: there :func:`icl.kernels.update_from_layout` moves the
+    parameters straight from ``∂L/∂P``.
     """
 
     def __init__(self, model: OneLayerTransformer, params: list[torch.Tensor]) -> None:
@@ -568,8 +571,9 @@ class _FusedStep:
         parameters straight from ``∂L/∂P`` (:func:`icl.kernels.update_from_layout`)."""
         if (not self.affine and not isinstance(normalized, _Decoupled)
                 and kernels.available(self.P, tokens)):
-            # the hot path: three compiled kernels and the step's PyTorch products, on
-            # tensors that need no gradient (so no autograd context either)
+            # the hot path: compiled kernels (layout, forward, the loss's seed, backward,
+            # update) and the step's PyTorch products and cross-entropy, on tensors that
+            # need no gradient (so no autograd context either)
             kappa = bool(self.model.kappa)
             kernels.to_layout_arrays(*self.mats_np, self.n, kappa, self.P_np)
             loss = fastpath.cpu_step_grads(tokens.contiguous(), targets.contiguous(),

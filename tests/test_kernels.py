@@ -95,9 +95,10 @@ def test_fused_step_equals_the_torch_path(attention, dtype) -> None:
     if attention != "softmax":
         assert torch.equal(dP, dP_t)
         return
-    # softmax: each weight a_h is off by the exponential's 2 ulp and a few roundings of
-    # its normalisation; every entry of dP is a sum of such weights times gradients
-    # bounded by max |dP|, hence the bound 16 eps · max |dP| (observed: under 1 eps)
+    # softmax: the paths round differently (the exponential, and <a, g> summed over 2N
+    # entries instead of H). An empirical bound, not a derived one: 16 eps · max |dP|,
+    # against under 1 eps · max |dP| observed on these inputs; a wrong formula (a missing
+    # term, a wrong sign) would miss it by orders of magnitude.
     torch.testing.assert_close(dP, dP_t, rtol=0, atol=16 * eps * float(dP_t.abs().max()))
 
 
@@ -123,23 +124,26 @@ def test_layout_maps_equal_the_index_maps(kappa) -> None:
     assert torch.equal(only_w, grads[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kappa", [0, 1])
 @pytest.mark.parametrize("normalized", [True, False, "per_coordinate"])
 @pytest.mark.parametrize("trainable", [(True, True, True), (True, False, False),
                                        (False, True, True)])
-def test_update_from_layout_is_the_update_of_the_gradients(kappa, normalized, trainable):
+def test_update_from_layout_is_the_update_of_the_gradients(kappa, normalized, trainable,
+                                                           dtype):
     """Verification: the update straight from ∂L/∂P moves W, V, F as ``_apply_update``
-    moves them with the gradients of ``from_layout`` (float64: the two sum the norm in
-    different orders, so to 1e-14), and leaves a matrix that is not trainable alone;
-    a zero gradient gives no normalised step."""
+    moves them with the gradients of ``from_layout``, and leaves a matrix that is not
+    trainable alone; a zero gradient gives no normalised step. The two sum the norm in
+    different orders: float64 to 1e-14; float32 to 2 ulp of the largest entry (the
+    norm, the step and the entry each rounded once to float32)."""
     from icl.training import _apply_update
 
     n, d = 5, 13
     g = torch.Generator().manual_seed(1)
-    mats = [torch.randn(d, d, generator=g, dtype=torch.float64) for _ in range(3)]
-    dP = torch.randn(fastpath.step_layout_size(n), generator=g, dtype=torch.float64)
+    mats = [torch.randn(d, d, generator=g, dtype=dtype) for _ in range(3)]
+    dP = torch.randn(fastpath.step_layout_size(n), generator=g, dtype=dtype)
     dP[::7] = 0  # some zeros, for the sign
-    grads = [torch.empty(d, d, dtype=torch.float64) for _ in range(3)]
+    grads = [torch.empty(d, d, dtype=dtype) for _ in range(3)]
     kernels.from_layout(dP, n, kappa, *grads)
     expected = [m.clone() for m in mats]
     chosen = [k for k in range(3) if trainable[k]]
@@ -147,8 +151,10 @@ def test_update_from_layout_is_the_update_of_the_gradients(kappa, normalized, tr
     got = [m.clone() for m in mats]
     kernels.update_from_layout(dP, n, kappa, [m.numpy() for m in got], trainable, 0.3,
                                normalized)
+    atol = 1e-14 if dtype == torch.float64 else 2 * torch.finfo(dtype).eps * max(
+        float(m.abs().max()) for m in expected)
     for k in range(3):
-        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=1e-14)
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=atol)
         if not trainable[k]:
             assert torch.equal(got[k], mats[k])
     still = [m.clone() for m in mats]
@@ -185,28 +191,30 @@ def test_training_is_the_same_on_both_paths(family, attention, kappa) -> None:
         else:
             # Two roundings differ: the compiled path updates W, V, F straight from
             # ∂L/∂P with the norm summed in float64 (PyTorch's float32 norm sums in
-            # another order), and softmax's exponential is the kernels' own. Either moves
-            # a step's length or direction by a relative 1e-6 at most (a few float32
-            # ulp of sums of ~10⁴ terms): at most 0.1 · 1e-6 per entry per step of
-            # length 0.1, carried through ten steps, far below the 1e-5 asserted
-            # (observed: under 1e-6).
+            # another order), and softmax's exponential is the kernels' own. Each moves
+            # a step by a few float32 ulp. The bound 1e-5 is empirical (observed: under
+            # 1e-6 after these ten steps of length 0.1); a step that went wrong would
+            # move entries by up to 0.1.
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(("dtype", "lo"), [(np.float32, -87.0), (np.float64, -708.0)])
 def test_exp_is_within_two_ulp(dtype, lo) -> None:
     """Verification: the kernels' exponential (softmax attention in the training step)
-    is within 2 units in the last place of e^x, on a grid of [lo, 0] (every argument
-    the softmax gives it, ``s_h - max s ≤ 0``, down to the underflow), against NumPy's
-    exponential in float64 (float32) or extended precision (float64)."""
+    is within 2 units in the last place of e^x (the spacing of the dtype's numbers at
+    e^x), on a grid of [lo, 0] (every argument the softmax gives it, ``s_h - max s ≤ 0``,
+    down to the underflow), against NumPy's exponential in float64 (float32) or in
+    extended precision (float64, where the platform has it)."""
+    wide = np.longdouble if dtype is np.float64 else np.float64
+    if np.finfo(wide).eps >= np.finfo(dtype).eps:
+        pytest.skip("no floating-point type wider than float64 on this platform")
     x = np.linspace(lo, 0.0, 400_001).astype(dtype)
     x[-5:] = [-1e-30, -0.34657359, -0.34657360, -2.0**-24, 0.0]
     out = np.empty_like(x)
     kernels.exp(x, out)
-    wide = np.longdouble if dtype is np.float64 else np.float64
     exact = np.exp(x.astype(wide))
-    rel = np.abs(out.astype(wide) / exact - 1).max()
-    assert rel <= 2 * np.finfo(dtype).eps, rel
+    ulps = np.abs(out.astype(wide) - exact) / np.spacing(exact.astype(dtype)).astype(wide)
+    assert ulps.max() <= 2, ulps.max()
 
 
 def test_sampler_reads_one_draw_of_the_generator() -> None:
@@ -249,3 +257,23 @@ def test_disabled_is_scoped_to_the_block() -> None:
         assert not kernels.runs_on(torch.device("cpu"))
     assert kernels.available(t)
     assert not kernels.available(torch.zeros(1, device="meta"))
+
+
+def test_update_from_layout_overflowing_step_is_inf() -> None:
+    """Consistency: a normalised step too long for float32 (a gradient of norm ~1e-44,
+    below float32's normal numbers) is inf, without a warning, where the gradient is
+    non-zero. (PyTorch's float32 norm of such a gradient underflows to 0, so the other
+    path skips the step instead: the two differ only below float32's normal range.)"""
+    import warnings
+
+    n, d = 3, 7
+    dP = torch.full((fastpath.step_layout_size(n),), 1e-45, dtype=torch.float32)
+    got = torch.zeros(d, d)
+    grads = [torch.empty(d, d) for _ in range(3)]
+    kernels.from_layout(dP, n, 0, *grads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kernels.update_from_layout(dP, n, 0, [got.numpy(), np.zeros((d, d), np.float32),
+                                              np.zeros((d, d), np.float32)],
+                                   (True, False, False), 0.5, True)
+    assert torch.equal(torch.isinf(got), grads[0] != 0)
