@@ -62,7 +62,6 @@ __all__ = [
     "exp",
     "from_layout",
     "nll_grad",
-    "nll_seed",
     "pair_gather",
     "pair_scatter",
     "runs_on",
@@ -70,8 +69,6 @@ __all__ = [
     "splitmix64",
     "step_backward",
     "step_forward",
-    "step_rows",
-    "step_rows_grad",
     "step_softmax",
     "step_softmax_grad",
     "to_layout",
@@ -296,23 +293,13 @@ def attend_backward(
     return out
 
 
-@njit(cache=True, nogil=True, boundscheck=False)
-def _step_rows(tokens, Q, n2, r, direct):  # pragma: no cover - compiled
-    for b in range(tokens.shape[0]):
-        _rows_row(tokens[b], Q, n2, r[b], direct[b])
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def _step_rows_grad(tokens, dr, G, dQ):  # pragma: no cover - compiled
-    _rows_grad(tokens, dr, G, dQ)
-
-
 # The training step's kernels (array level: NumPy arrays sharing the tensors' memory, all
-# C-contiguous; called by icl.fastpath's CPU step with buffers it made once). Each is two
-# of the kernels above in one call and one pass, with the same sums in the same order.
+# C-contiguous; called by icl.fastpath's CPU step with buffers it made once). Each does two
+# jobs in one call, with the same sums in the same order as the PyTorch path.
 @njit(cache=True, nogil=True, boundscheck=False)
 def step_forward(tokens, Q, n2, relu, zero, r, direct, A):  # pragma: no cover - compiled
-    """``(r, ξ_direct)`` of :func:`step_rows` and ``A`` of :func:`attend_forward`
+    """The rows ``(r, ξ_direct) = Q_{j_1} + Q_{j_2}`` of the step layout (split after
+    ``2N`` columns, ``j = (2 z_{H-1} + 1, 2 z_H)``) and ``A`` of :func:`attend_forward`
     (linear, or ReLU if ``relu``), sequence by sequence."""
     A[:] = 0
     for b in range(tokens.shape[0]):
@@ -322,8 +309,8 @@ def step_forward(tokens, Q, n2, relu, zero, r, direct, A):  # pragma: no cover -
 
 @njit(cache=True, nogil=True, boundscheck=False)
 def step_backward(tokens, grad_A, r, relu, zero, dr, G, dQ):  # pragma: no cover - compiled
-    """``∂L/∂r`` of :func:`attend_backward` into ``dr``, then ``∂L/∂Q`` of
-    :func:`step_rows_grad` into ``dQ``."""
+    """``∂L/∂r`` of :func:`attend_backward` into ``dr``, then ``∂L/∂Q`` into ``dQ``: the
+    row ``(∂L/∂r, G)`` of each sequence added at ``j_1`` and ``j_2``."""
     dr[:] = 0
     for b in range(tokens.shape[0]):
         _attend_grad_row(tokens[b], grad_A[b], r[b], relu, zero, dr[b])
@@ -457,7 +444,8 @@ def _row_dot(x, y):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
 def step_softmax(tokens, Q, n2, r, direct, e, inv, A):  # pragma: no cover - compiled
-    """``(r, ξ_direct)`` of :func:`step_rows` and ``A = Σ_h a_h x_h`` for softmax
+    """The rows ``(r, ξ_direct)`` of the step layout (as :func:`step_forward`) and
+    ``A = Σ_h a_h x_h`` for softmax
     attention, with ``a_h = e_h / Σ_h' e_h'``; ``e_h = exp(s_h - max s)`` is kept in
     ``e`` and ``1 / Σ e`` in ``inv`` (for the backward pass). Per sequence: the scores and
     their maximum (one loop over the tokens), ``e`` and its sum (two vectorised loops
@@ -487,7 +475,7 @@ def step_softmax(tokens, Q, n2, r, direct, e, inv, A):  # pragma: no cover - com
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
 def step_softmax_grad(tokens, grad_A, e, inv, A, dr, G, dQ):  # pragma: no cover - compiled
     """``∂L/∂r`` for softmax attention into ``dr`` (``e``, ``inv``, ``A`` from
-    :func:`step_softmax`), then ``∂L/∂Q`` of :func:`step_rows_grad` into ``dQ``.
+    :func:`step_softmax`), then ``∂L/∂Q`` into ``dQ`` (as :func:`step_backward`).
 
     With ``g = ∂L/∂a = pair_gather(∂L/∂A)``, the softmax's ``∂L/∂s = a ⊙ (g - ⟨a, g⟩)``;
     ``⟨a, g⟩ = ⟨A, ∂L/∂A⟩`` (``A = Σ_h a_h x_h`` and ``g_h = ⟨x_h, ∂L/∂A⟩``) is a sum over
@@ -703,7 +691,11 @@ def from_layout(dP: torch.Tensor, n: int, kappa: int, dW: torch.Tensor | None,
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _nll_seed(logp, targets, value, dlogp):  # pragma: no cover - compiled
+def nll_grad(logp, targets, value, dlogp):  # pragma: no cover - compiled
+    """The mean negative log-likelihood ``-mean_b logp[b, t_b]`` (summed in float64), and
+    its gradient with respect to ``logp`` written into ``dlogp``: ``value`` at each
+    target, 0 elsewhere (PyTorch's ``nll_loss`` passes back ``-1`` times ``1/B`` rounded
+    to the dtype). Array level, as the training step's kernels."""
     B = logp.shape[0]
     dlogp[:] = 0
     total = 0.0
@@ -712,43 +704,6 @@ def _nll_seed(logp, targets, value, dlogp):  # pragma: no cover - compiled
         total += logp[b, t]
         dlogp[b, t] = value
     return -total / B
-
-
-def nll_seed(logp: torch.Tensor, targets: torch.Tensor, dlogp: torch.Tensor) -> float:
-    """The mean negative log-likelihood ``-mean_b logp[b, t_b]`` (summed in float64), and
-    its gradient with respect to ``logp`` written into ``dlogp``: ``-1/B`` at each target,
-    0 elsewhere (the value PyTorch's ``nll_loss`` passes back, ``-1`` times ``1/B`` rounded
-    to the dtype)."""
-    a = logp.numpy()
-    value = a.dtype.type(-1) * a.dtype.type(1.0 / logp.shape[0])
-    return _nll_seed(a, targets.numpy(), value, dlogp.numpy())
-
-
-#: the array-level :func:`nll_seed`: ``(logp, targets, value, dlogp) -> loss`` with
-#: ``value`` the gradient's entry at each target
-nll_grad = _nll_seed
-
-
-def step_rows(tokens: torch.Tensor, Q: torch.Tensor, n: int,
-              out: tuple[torch.Tensor, torch.Tensor] | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(r, ξ_direct) = Q_{j_1} + Q_{j_2}`` split after ``2N`` columns, with
-    ``j = (2 z_{H-1} + 1, 2 z_H)`` (the step layout of :mod:`icl.fastpath`): ``[B, 2N]``
-    and ``[B, N]`` (into ``out`` if given)."""
-    B = tokens.shape[0]
-    if out is None:
-        out = (torch.empty(B, 2 * n, dtype=Q.dtype),
-               torch.empty(B, Q.shape[1] - 2 * n, dtype=Q.dtype))
-    r, direct = out
-    _step_rows(_np(tokens), _np(Q), 2 * n, _np(r), _np(direct))
-    return r, direct
-
-
-def step_rows_grad(tokens: torch.Tensor, dr: torch.Tensor, G: torch.Tensor, dQ: torch.Tensor
-                   ) -> None:
-    """``∂L/∂Q`` into ``dQ``: the row ``(∂L/∂r, G)`` of each sequence added at ``j_1`` and
-    ``j_2`` (the adjoint of :func:`step_rows`)."""
-    _step_rows_grad(_np(tokens), _np(dr), _np(G), _np(dQ))
 
 
 # ----------------------------------------------------------------------------- the sampler
