@@ -597,6 +597,19 @@ def _layout_sq_norms(dP, n, kappa, out):  # pragma: no cover - compiled
     out[0], out[1], out[2] = sw, sv, sf
 
 
+@njit(inline="always")
+def _move_row(row, g, n, step, sign):  # pragma: no cover - compiled
+    """``row ← row - step·g`` (or ``step·sign(g)``) for a row of ``W`` or ``V`` and its
+    gradient ``g`` in the interleaved order (``g[2k]`` is column ``k``, ``g[2k+1]``
+    column ``N + k``)."""
+    for k in range(n):
+        g0, g1 = g[2 * k], g[2 * k + 1]
+        if sign:
+            g0, g1 = _sign(g0), _sign(g1)
+        row[k] -= step * g0
+        row[n + k] -= step * g1
+
+
 @njit(cache=True, nogil=True, boundscheck=False, fastmath=_CONTRACT)
 def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - compiled
     """``θ ← θ - steps[i]·∂L/∂θ`` (or its sign) for ``θ = W, V, F`` (``i = 0, 1, 2``),
@@ -606,22 +619,10 @@ def _layout_update(dP, n, kappa, W, V, F, steps, sign):  # pragma: no cover - co
     sw, sv, sf = steps[0], steps[1], steps[2]
     if sw != 0:
         for a in range(n2):
-            q, wa = dP[a * n3 : a * n3 + n2], W[_iota(a, n)]
-            for k in range(n):
-                g0, g1 = q[2 * k], q[2 * k + 1]
-                if sign:
-                    g0, g1 = _sign(g0), _sign(g1)
-                wa[k] -= sw * g0
-                wa[n + k] -= sw * g1
+            _move_row(W[_iota(a, n)], dP[a * n3 : a * n3 + n2], n, sw, sign)
     if sv != 0:
         for c in range(n):
-            m, vc = dP[off + c * n2 : off + (c + 1) * n2], V[c]
-            for k in range(n):
-                g0, g1 = m[2 * k], m[2 * k + 1]
-                if sign:
-                    g0, g1 = _sign(g0), _sign(g1)
-                vc[k] -= sv * g0
-                vc[n + k] -= sv * g1
+            _move_row(V[c], dP[off + c * n2 : off + (c + 1) * n2], n, sv, sign)
     if sf != 0:
         for c in range(n):
             fc = F[c]
