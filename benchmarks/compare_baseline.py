@@ -55,20 +55,14 @@ def load_base(commit: str):
 
 def old_step(base, task, attention, family, dtype=torch.float32):
     """The loop body of the earlier ``train`` (as it was written there)."""
+    base_perf = sys.modules.get("icl_base.perf")
+    if hasattr(base_perf, "_loop_step"):  # the earlier package times its own loop body
+        return base_perf._loop_step(task, attention, family, dtype=dtype)
     kw = {"alpha_hat": 0.5} if family == "reparam" and task.noisy else {}
     model = base.OneLayerTransformer(task, attention, family, kappa=1, dtype=dtype, **kw)
     params = [p for p in model.parameters() if p.requires_grad]
     g = torch.Generator().manual_seed(0)
     training = sys.modules.get("icl_base.training")
-    if training is not None and hasattr(training, "_fresh_batch"):
-        buffer = training._token_buffer(model, params, task.vocab_size, 512, task.seq_len,
-                                        model.device)
-
-        def step():
-            tokens, targets = training._fresh_batch(task, buffer, g)
-            float(training._train_step(model, params, tokens, targets, 0.01, True))
-
-        return step
     if training is not None and hasattr(training, "_train_step"):
 
         def step():
@@ -89,18 +83,7 @@ def old_step(base, task, attention, family, dtype=torch.float32):
 
 def new_step(task, attention, family):
     """The loop body of the current ``train`` on fresh batches."""
-    training = sys.modules["icl.training"]
-    model = perf._model(task, attention, family, 128, torch.float32, None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    g = torch.Generator().manual_seed(0)
-    buffer = training._token_buffer(model, params, task.vocab_size, 512, task.seq_len,
-                                    model.device)
-
-    def step():
-        tokens, targets = training._fresh_batch(task, buffer, g)
-        float(training._train_step(model, params, tokens, targets, 0.01, True))
-
-    return step
+    return perf._loop_step(task, attention, family)
 
 
 def alternate(fns: dict, number: int, repeats: int) -> dict:
@@ -145,7 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = load_base(args.base)
-    for name in ("training", "train"):  # the trainer's module, by its name then or now
+    # the trainer's module, by its name then or now, and the timing helpers if it has them
+    for name in ("training", "train", "perf"):
         try:
             importlib.import_module(f"icl_base.{name}")
         except ImportError:

@@ -125,6 +125,19 @@ def step_time(
     device: torch.device | str | None = None,
 ) -> float:
     """Seconds per training step of :func:`icl.train` (fresh batch, fast path, normalised GD)."""
+    step = _loop_step(task, attention, family, batch_size=batch_size, d_model=d_model,
+                      dtype=dtype, seed=seed, lr=lr, device=device)
+    return best_time(step, number=number, repeats=repeats)
+
+
+def _loop_step(
+    task: RecallTask, attention: str, family: str, *, batch_size: int = 512,
+    d_model: int = 128, dtype: torch.dtype = torch.float32, seed: int = 0,
+    lr: float = 0.01, device: torch.device | str | None = None,
+) -> Callable[[], None]:
+    """The loop body of :func:`icl.train` on fresh batches (draw a batch into the loop's
+    token buffer, one normalised-GD step), for a new model: what every step timing here
+    and in ``benchmarks/compare_baseline.py`` calls."""
     task = check_task(task)
     check_int("batch_size", batch_size, minimum=1)
     model = _model(task, attention, family, d_model, dtype, device)
@@ -133,11 +146,11 @@ def step_time(
     buffer = _token_buffer(model, params, task.vocab_size, batch_size, task.seq_len,
                            model.device)
 
-    def step() -> None:  # the loop body of icl.train on fresh batches
+    def step() -> None:
         tokens, targets = _fresh_batch(task, buffer, g)
         _train_step(model, params, tokens, targets, lr, True)
 
-    return best_time(step, number=number, repeats=repeats)
+    return step
 
 
 def token_pass_time(
@@ -197,19 +210,9 @@ def step_profile(
     import cProfile
     import pstats
 
-    task = check_task(task)
     steps = check_int("steps", steps, minimum=1)
     top = check_int("top", top, minimum=1)
-    model = _model(task, attention, family, 128, torch.float32, None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    g = torch.Generator().manual_seed(seed)
-    buffer = _token_buffer(model, params, task.vocab_size, batch_size, task.seq_len,
-                           model.device)
-
-    def step() -> None:
-        tokens, targets = _fresh_batch(task, buffer, g)
-        _train_step(model, params, tokens, targets, 0.01, True)
-
+    step = _loop_step(task, attention, family, batch_size=batch_size, seed=seed)
     step()  # warm-up: the plan and the kernels' compilation
     profiler = cProfile.Profile()
     profiler.enable()

@@ -339,6 +339,15 @@ def test_perf_helpers_validate_and_run():
         passes["forward"] + passes["backward"] + passes["sampling"])
     with pytest.raises(ValueError, match="seq_len"):
         perf.token_pass_time(8, 1)
+    rows = perf.step_profile(task, "softmax", batch_size=8, steps=2, top=3)
+    assert len(rows) == 4 and rows[-1][0] == "(everything else)"
+    assert all(ms >= 0 for _, ms in rows)
+    for bad, name in (({"steps": 0}, "steps"), ({"top": 0}, "top"),
+                      ({"batch_size": 0}, "batch_size")):
+        with pytest.raises(ValueError, match=name):
+            perf.step_profile(task, **bad)
+    with pytest.raises(ValueError, match="attention"):
+        perf.step_profile(task, "cosine")
     fit = perf.fit_exponent([1, 2, 4, 8], [3.0, 6.0, 12.0, 24.0])
     assert abs(fit.slope - 1.0) < 1e-12
     counts = perf.op_counts(**perf.PAPER_SIZES)
