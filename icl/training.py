@@ -525,7 +525,9 @@ class _FusedStep:
 
     def _layout_gradient(self, tokens, targets) -> tuple[float | torch.Tensor, bool]:
         """``P`` from the parameters, the loss and ``∂L/∂P`` (into ``self.dP``); and
-        whether the compiled CPU kernels ran."""
+        whether the compiled CPU kernels ran. Off that path (and for the affine family)
+        it must run under ``torch.no_grad``: ``P`` is written from parameters that need
+        a gradient."""
         params = self.params
         cpu = kernels.available(self.P, tokens)
         if self.affine:
@@ -574,11 +576,8 @@ class _FusedStep:
             # the hot path: compiled kernels (layout, forward, the loss's seed, backward,
             # update) and the step's PyTorch products and cross-entropy, on tensors that
             # need no gradient (so no autograd context either)
-            kappa = bool(self.model.kappa)
-            kernels.to_layout_arrays(*self.mats_np, self.n, kappa, self.P_np)
-            loss = fastpath.cpu_step_grads(tokens.contiguous(), targets.contiguous(),
-                                           self.views, self.model.attention)
-            kernels.update_from_layout(self.dP, self.n, kappa, self.mats_np,
+            loss, _ = self._layout_gradient(tokens, targets)
+            kernels.update_from_layout(self.dP, self.n, self.model.kappa, self.mats_np,
                                        self.is_trainable, lr, normalized)
             return loss
         with torch.no_grad():
