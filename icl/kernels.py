@@ -94,6 +94,10 @@ def token_dtype(vocab_size: int) -> torch.dtype:
     a batch of ``uint8`` tokens is an eighth of the ``int64`` one, and the three passes of
     a training step over it (drawing it, the attention sum forward and backward) then
     stay in the core's cache."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
     return torch.uint8 if vocab_size <= 256 else torch.int64
 
 

@@ -277,3 +277,20 @@ def test_update_from_layout_overflowing_step_is_inf() -> None:
                                               np.zeros((d, d), np.float32)],
                                    (True, False, False), 0.5, True)
     assert torch.equal(torch.isinf(got), grads[0] != 0)
+
+
+def test_token_dtype_is_the_narrowest_and_rejects_bad_sizes() -> None:
+    """Verification: uint8 exactly while every token fits (N ≤ 256), int64 beyond; a
+    vocabulary size that is not a positive int is refused, naming the parameter."""
+    assert kernels.token_dtype(256) == torch.uint8
+    assert kernels.token_dtype(257) == torch.int64
+    with pytest.raises(TypeError, match="vocab_size"):
+        kernels.token_dtype(60.0)
+    with pytest.raises(TypeError, match="vocab_size"):
+        kernels.token_dtype(True)
+    with pytest.raises(ValueError, match="vocab_size"):
+        kernels.token_dtype(0)
+    with pytest.raises(ValueError, match="vocab_size"):
+        kernels.sample_default(torch.Generator(), 2, 8, n_triggers=1, vocab_size=300,
+                               pool_lo=1, pool_n=2, noisy=False, alpha=0.0,
+                               tokens=torch.empty(2, 8, dtype=torch.uint8))
